@@ -1,0 +1,78 @@
+"""Provider-neutral core of the Hindsight memory integrations.
+
+The public names are re-exported here; the modules behind them are implementation detail.
+"""
+
+from ._version import __version__
+from .client import DEFAULT_BASE_URL, AsyncHindsightClient, HindsightClient, RetryPolicy, Timeouts
+from .errors import (
+    APIConnectionError,
+    APIError,
+    APIResponseValidationError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    ConflictError,
+    HindsightError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+    UnprocessableEntityError,
+)
+from .models import (
+    Bank,
+    BankConfig,
+    BankProfile,
+    Budget,
+    DeleteResult,
+    Health,
+    RecallResponse,
+    RecallResult,
+    ReflectFact,
+    ReflectResponse,
+    RetainItem,
+    RetainResponse,
+    TagsMatch,
+    UpdateMode,
+)
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "APIConnectionError",
+    "APIError",
+    "APIResponseValidationError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AsyncHindsightClient",
+    "AuthenticationError",
+    "BadRequestError",
+    "Bank",
+    "BankConfig",
+    "BankProfile",
+    "Budget",
+    "ConfigurationError",
+    "ConflictError",
+    "DeleteResult",
+    "Health",
+    "HindsightClient",
+    "HindsightError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RecallResponse",
+    "RecallResult",
+    "ReflectFact",
+    "ReflectResponse",
+    "RetainItem",
+    "RetainResponse",
+    "RetryPolicy",
+    "ServerError",
+    "TagsMatch",
+    "Timeouts",
+    "UnprocessableEntityError",
+    "UpdateMode",
+    "__version__",
+]
