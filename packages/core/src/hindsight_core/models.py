@@ -43,7 +43,7 @@ Budget = Literal["low", "mid", "high"]
 """How much work the server puts into a recall or reflect."""
 
 TagsMatch = Literal["any", "all", "any_strict", "all_strict"]
-"""How recall/reflect tags filter memories (``any``/``all`` include untagged memories, ``*_strict`` do not)."""
+"""How tags filter recall/reflect (``any``/``all`` include untagged memories, ``*_strict`` do not)."""
 
 UpdateMode = Literal["replace", "append"]
 """What a retain does to an existing document with the same ``document_id``."""

@@ -1,4 +1,4 @@
-"""HTTP clients for the Hindsight API: :class:`HindsightClient` (blocking) and :class:`AsyncHindsightClient`."""
+"""HTTP clients for the Hindsight API: :class:`HindsightClient` and :class:`AsyncHindsightClient`."""
 
 from ._base import DEFAULT_BASE_URL, RetryPolicy, Timeouts
 from .async_ import AsyncHindsightClient

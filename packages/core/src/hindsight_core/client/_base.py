@@ -136,7 +136,7 @@ class RetryPolicy:
 
     def backoff(self, retry: int) -> float:
         """Delay before the ``retry``-th retry (1-based), jitter applied."""
-        delay = min(self.max_delay, self.initial_delay * (2 ** (retry - 1)))
+        delay = min(self.max_delay, self.initial_delay * 2.0 ** (retry - 1))
         return delay * (1.0 - self.jitter * random.random())
 
 
@@ -351,7 +351,8 @@ class BaseClient:
         operation_id: str | None,
         timeout: float | None,
     ) -> Operation[RetainResponse]:
-        if isinstance(items, (str, bytes)) or not isinstance(items, Sequence) or not items:
+        candidate: object = items
+        if isinstance(candidate, (str, bytes)) or not isinstance(candidate, Sequence) or not candidate:
             raise ConfigurationError("retain needs a non-empty list of items (each with at least 'content')")
         parsed = [
             item if isinstance(item, RetainItem) else _build(RetainItem, "retain item", item)
@@ -359,7 +360,9 @@ class BaseClient:
         ]
         if async_ and operation_id is None:
             operation_id = str(uuid.uuid4())
-        request = RetainRequest(items=parsed, async_=async_, operation_id=operation_id)
+        request = RetainRequest.model_validate(
+            {"items": parsed, "async": async_, "operation_id": operation_id}
+        )
         # An async retain with an operation id is idempotent on the server; a sync one is too unless it
         # appends to a document (a resend would append twice).
         idempotent = async_ or all(i.document_id and i.update_mode != "append" for i in parsed)
