@@ -1,0 +1,107 @@
+"""Debug records: what memory did for one call, and the last record of the current thread or task.
+
+A record is made for every call that goes through the memory pipeline, memory used or not, so "why did
+my prompt get no memories?" always has an answer (``skipped_reason``, ``error``). The last one is kept
+in a ``ContextVar``: each thread and each asyncio task sees its own, never another user's.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from .models import RecallResult, ReflectFact
+
+__all__ = [
+    "InjectionDebugInfo",
+    "StorageStatus",
+    "clear_last_debug",
+    "get_last_debug",
+    "set_last_debug",
+]
+
+StorageStatus = Literal["not stored", "queued", "stored", "failed", "skipped"]
+
+
+@dataclass
+class InjectionDebugInfo:
+    """What memory did for one LLM call.
+
+    The first fields are those of hindsight-litellm 0.5.4's record (``mode``, ``query``, ``bank_id``,
+    ``memory_context``, ``reflect_text``, ``reflect_facts``, ``recall_results``, ``results_count``,
+    ``injected``, ``error``); the rest say how the block was budgeted, how long it took, and what
+    happened to the conversation's storage (updated from the storage worker when it finishes).
+    """
+
+    mode: Literal["recall", "reflect"]
+    query: str | None
+    bank_id: str | None
+    memory_context: str = ""
+    reflect_text: str | None = None
+    reflect_facts: list[ReflectFact] | None = None
+    recall_results: list[RecallResult] | None = None
+    results_count: int = 0
+    injected: bool = False
+    error: str | None = None
+
+    model: str | None = None
+    document_id: str | None = None
+    injection_mode: str | None = None
+    skipped_reason: str | None = None
+    memories_found: int = 0
+    memories_used: int = 0
+    memories_dropped_by_budget: int = 0
+    memories_dropped_by_limit: int = 0
+    tokens_injected: int = 0
+    max_memory_tokens: int | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    storage_status: StorageStatus = "not stored"
+    storage_error: str | None = None
+    created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-friendly view (results as their text and type)."""
+        return {
+            "mode": self.mode,
+            "query": self.query,
+            "bank_id": self.bank_id,
+            "document_id": self.document_id,
+            "model": self.model,
+            "injected": self.injected,
+            "injection_mode": self.injection_mode,
+            "results_count": self.results_count,
+            "memories_found": self.memories_found,
+            "memories_used": self.memories_used,
+            "memories_dropped_by_budget": self.memories_dropped_by_budget,
+            "memories_dropped_by_limit": self.memories_dropped_by_limit,
+            "tokens_injected": self.tokens_injected,
+            "max_memory_tokens": self.max_memory_tokens,
+            "memory_context": self.memory_context,
+            "reflect_text": self.reflect_text,
+            "error": self.error,
+            "skipped_reason": self.skipped_reason,
+            "timings_ms": dict(self.timings_ms),
+            "storage_status": self.storage_status,
+            "storage_error": self.storage_error,
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+_last: contextvars.ContextVar[InjectionDebugInfo | None] = contextvars.ContextVar(
+    "hindsight_last_debug", default=None
+)
+
+
+def set_last_debug(record: InjectionDebugInfo) -> None:
+    _last.set(record)
+
+
+def get_last_debug() -> InjectionDebugInfo | None:
+    """The record of the last call made by the current thread or asyncio task, if any."""
+    return _last.get()
+
+
+def clear_last_debug() -> None:
+    _last.set(None)
