@@ -226,6 +226,8 @@ class RecallResult(_Response):
     metadata: dict[str, str] | None = None
     chunk_id: str | None = None
     tags: list[str] | None = None
+    scores: dict[str, float | None] | None = None
+    """Relevance scores by retrieval stage; ``final`` is the one results are ranked by."""
 
 
 class RecallResponse(_Response):
