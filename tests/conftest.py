@@ -7,6 +7,9 @@
 from __future__ import annotations
 
 import os
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no internet: never fetch LiteLLM's cost map
+
 import uuid
 from collections.abc import Iterator
 
@@ -15,6 +18,8 @@ import pytest
 from hindsight_core.local import LocalHindsightServer, LocalServerError, check_health
 
 __all__ = ["bank_id", "hindsight_server"]
+
+pytest_plugins = ["tests.providers"]  # fake_openai, fake_anthropic: loopback LLM providers
 
 EXTERNAL_SERVER_ENV = "HINDSIGHT_TEST_API_URL"
 

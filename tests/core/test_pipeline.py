@@ -26,7 +26,7 @@ from hindsight_core.pipeline import (
     transcript,
 )
 
-WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november".split()  # noqa: SIM905
+WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november".split()
 
 
 def long_text(tokens: int) -> str:
@@ -241,6 +241,8 @@ def test_strip_memory_blocks() -> None:
     assert strip_memory_blocks(f"{block}\n\nhello") == "hello"
     assert strip_memory_blocks(f"before {block} after") == "before after"
     assert strip_memory_blocks("plain") == "plain"
+    assert strip_memory_blocks(f"I see {block[:60]}") == "I see"  # a block quoted only in part
+    assert strip_memory_blocks(f"x {MEMORY_CLOSE} y") == "x  y"
 
 
 # ----------------------------------------------------------------------------------------------- inject

@@ -167,7 +167,9 @@ def test_normalisation() -> None:
         ("gpt-3.5-turbo", True),
         ("GPT-3.5-turbo-16k", True),
         ("gpt-4o", False),
-        ("openai/gpt-3.5", False),
+        ("openai/gpt-3.5-turbo", True),
+        ("openai/text-embedding-3-small", True),
+        ("azure/gpt-4", False),
         (None, False),
     ],
 )

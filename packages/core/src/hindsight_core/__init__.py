@@ -5,6 +5,8 @@ The public names are re-exported here; the modules behind them are implementatio
 
 from ._version import __version__
 from .client import DEFAULT_BASE_URL, AsyncHindsightClient, HindsightClient, RetryPolicy, Timeouts
+from .connection import Connection
+from .debug import InjectionDebugInfo, clear_last_debug, get_last_debug
 from .errors import (
     APIConnectionError,
     APIError,
@@ -22,6 +24,7 @@ from .errors import (
     ServerError,
     UnprocessableEntityError,
 )
+from .memory import MemoryCall, MemoryPipeline
 from .models import (
     Bank,
     BankConfig,
@@ -38,6 +41,9 @@ from .models import (
     TagsMatch,
     UpdateMode,
 )
+from .pipeline import InjectionMode
+from .settings import MemorySettings, SettingsLayers
+from .storage import StorageFailure, StorageResult, StorageWorker, Turn, default_worker
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -55,10 +61,16 @@ __all__ = [
     "Budget",
     "ConfigurationError",
     "ConflictError",
+    "Connection",
     "DeleteResult",
     "Health",
     "HindsightClient",
     "HindsightError",
+    "InjectionDebugInfo",
+    "InjectionMode",
+    "MemoryCall",
+    "MemoryPipeline",
+    "MemorySettings",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
@@ -70,9 +82,17 @@ __all__ = [
     "RetainResponse",
     "RetryPolicy",
     "ServerError",
+    "SettingsLayers",
+    "StorageFailure",
+    "StorageResult",
+    "StorageWorker",
     "TagsMatch",
     "Timeouts",
+    "Turn",
     "UnprocessableEntityError",
     "UpdateMode",
     "__version__",
+    "clear_last_debug",
+    "default_worker",
+    "get_last_debug",
 ]

@@ -22,7 +22,8 @@ __all__ = [
     "set_last_debug",
 ]
 
-StorageStatus = Literal["not stored", "queued", "stored", "failed", "skipped"]
+StorageStatus = Literal["not stored", "queued", "stored", "deferred", "failed", "skipped"]
+"""``deferred``: not sent when the process ended, kept in the on-disk outbox for the next run."""
 
 
 @dataclass

@@ -181,11 +181,14 @@ class MemorySettings(BaseModel):
         return "reflect" if self.use_reflect else "recall"
 
     def is_excluded(self, model: str | None) -> bool:
-        """Whether ``model`` matches one of ``excluded_models`` (glob patterns, case-insensitive)."""
+        """Whether ``model`` matches one of ``excluded_models`` (glob patterns, case-insensitive), as given
+        or without its provider prefix (``gpt-3.5*`` excludes ``openai/gpt-3.5-turbo`` too)."""
         if not model or not self.excluded_models:
             return False
-        name = model.lower()
-        return any(fnmatch.fnmatchcase(name, pattern.lower()) for pattern in self.excluded_models)
+        names = {model.lower(), model.lower().rsplit("/", 1)[-1]}
+        return any(
+            fnmatch.fnmatchcase(name, pattern.lower()) for pattern in self.excluded_models for name in names
+        )
 
 
 _FIELDS = frozenset(MemorySettings.model_fields)

@@ -183,7 +183,13 @@ def render_reflect(text: str, facts: Sequence[Memory], max_tokens: int | None) -
 
 
 def strip_memory_blocks(text: str) -> str:
-    """``text`` without any injected memory block."""
-    if MEMORY_OPEN not in text:
+    """``text`` without any injected memory block.
+
+    A block that was cut short (a model quoting the start of its prompt) is removed from its opening tag
+    to the end of the text: recalled memory must never be stored again."""
+    if MEMORY_OPEN not in text and MEMORY_CLOSE not in text:
         return text
-    return _BLOCK.sub("", text)
+    text = _BLOCK.sub("", text)
+    if MEMORY_OPEN in text:
+        text = text.split(MEMORY_OPEN, 1)[0].rstrip()
+    return text.replace(MEMORY_CLOSE, "")

@@ -1,0 +1,411 @@
+"""Memory orchestration: messages + settings in, messages with memory + a debug record out; and, after the
+LLM answered, the exchange handed to storage.
+
+:class:`MemoryPipeline` is used the same way by every adapter::
+
+    call = pipeline.prepare(messages, settings, model="gpt-4o")        # or: await pipeline.aprepare(...)
+    response = llm(call.messages)                                      # the adapter's own LLM call
+    pipeline.finish(call, reply)                                       # or: await pipeline.afinish(...)
+
+``prepare`` plans (pure), does the one recall or reflect (sync or async I/O: the only difference between
+the flavours), then renders, budgets and injects (pure). A memory failure never fails the call unless
+``strict`` is set: the call goes on without memory, the error is in the debug record, and a rate-limited
+WARNING says so. ``finish`` builds the turn's transcript from the caller's original messages and queues
+it on the background storage worker; it never waits for the server (unless ``sync_storage`` is set).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._logging import RateLimitedLog
+from .connection import async_client, sync_client
+from .debug import InjectionDebugInfo, set_last_debug
+from .errors import ConfigurationError, HindsightError, NotFoundError
+from .models import RecallResponse, ReflectResponse
+from .pipeline import (
+    Memory,
+    Message,
+    content_text,
+    extract_query,
+    inject,
+    render_recall,
+    render_reflect,
+    transcript,
+)
+from .settings import MemorySettings
+from .storage import StorageResult, StorageWorker, Turn, default_worker
+
+__all__ = ["MemoryCall", "MemoryPipeline", "conversation_document_id"]
+
+_log = logging.getLogger("hindsight_core.memory")
+
+
+@dataclass
+class MemoryCall:
+    """One LLM call going through memory: what to send, and what to store afterwards."""
+
+    messages: list[dict[str, Any]]
+    """The messages to send: the caller's, with the memory block injected (a new list)."""
+    original: list[Message]
+    """The caller's messages, unchanged: the transcript is built from these."""
+    settings: MemorySettings
+    record: InjectionDebugInfo
+    model: str | None = None
+    store: bool = True
+    finished: bool = field(default=False, repr=False)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    call: MemoryCall
+    query: str | None  # None: no memory lookup for this call
+
+
+def conversation_document_id(settings: MemorySettings, messages: Sequence[Message]) -> str:
+    """The document a conversation is stored under.
+
+    ``document_id``, else ``session_id``; else an id derived from the conversation's first user message,
+    which stays the same as the conversation grows, so its turns land in one document without the
+    application naming it.
+    """
+    explicit = settings.effective_document_id
+    if explicit:
+        return explicit
+    first = next((m for m in messages if m.get("role") == "user"), None)
+    seed = content_text(first.get("content")) if first is not None else ""
+    digest = hashlib.sha256(f"{settings.bank_id}\x00{seed}".encode()).hexdigest()[:20]
+    return f"conversation-{digest}"
+
+
+class MemoryPipeline:
+    """Recall/reflect, render, budget, inject, record; then store. Shared by every adapter.
+
+    ``source`` names the integration in stored metadata and log lines. ``storage`` defaults to the
+    process-wide worker.
+    """
+
+    def __init__(self, *, source: str = "hindsight-core", storage: StorageWorker | None = None) -> None:
+        self.source = source
+        self._storage = storage
+        self._warn = RateLimitedLog(logging.getLogger(f"hindsight_core.{source}"), interval=60.0)
+
+    @property
+    def storage(self) -> StorageWorker:
+        if self._storage is None:
+            self._storage = default_worker()
+        return self._storage
+
+    # ------------------------------------------------------------------------------------- preparation
+
+    def _plan(self, messages: Sequence[Message], settings: MemorySettings, model: str | None) -> _Plan:
+        original = list(messages)
+        record = InjectionDebugInfo(
+            mode=settings.mode,
+            query=None,
+            bank_id=settings.bank_id,
+            model=model,
+            injection_mode=settings.injection_mode.value,
+            max_memory_tokens=settings.max_memory_tokens,
+        )
+        call = MemoryCall(
+            messages=inject(original, "", settings.injection_mode),
+            original=original,
+            settings=settings,
+            record=record,
+            model=model,
+            store=settings.store_conversations,
+        )
+        set_last_debug(record)
+        if settings.is_excluded(model):
+            record.skipped_reason = f"model {model!r} matches excluded_models"
+            call.store = False
+            return _Plan(call, None)
+        if not settings.bank_id:
+            call.store = False
+            self._fail(
+                record, settings, ConfigurationError("no bank_id configured: memory is skipped for this call")
+            )
+            return _Plan(call, None)
+        record.document_id = conversation_document_id(settings, original)
+        if not settings.inject_memories:
+            record.skipped_reason = "inject_memories is off"
+            return _Plan(call, None)
+        query = extract_query(original, settings.query)
+        record.query = query
+        if query is None:
+            record.skipped_reason = "no user text to look up memories for"
+        return _Plan(call, query)
+
+    def _fail(self, record: InjectionDebugInfo, settings: MemorySettings, error: Exception) -> None:
+        """Fail open (record + rate-limited warning) or, in strict mode, raise."""
+        record.error = f"{type(error).__name__}: {error}"
+        if settings.strict:
+            raise error
+        self._warn.warning(
+            f"memory:{type(error).__name__}",
+            "Hindsight memory skipped for this call (bank %r): %s. The LLM call goes on without memory.",
+            settings.bank_id,
+            record.error,
+        )
+
+    def _apply(
+        self, plan: _Plan, response: RecallResponse | ReflectResponse | None, started: float
+    ) -> MemoryCall:
+        call, settings, record = plan.call, plan.call.settings, plan.call.record
+        render_started = time.perf_counter()
+        if isinstance(response, ReflectResponse):
+            facts = response.based_on.memories if response.based_on is not None else []
+            record.reflect_text = response.text
+            record.reflect_facts = list(facts)
+            record.results_count = len(facts)
+            record.memories_found = len(facts)
+            rendered = render_reflect(
+                response.text,
+                [Memory(f.text, f.type) for f in facts] if settings.reflect_include_facts else [],
+                settings.max_memory_tokens,
+            )
+        elif isinstance(response, RecallResponse):
+            record.recall_results = list(response.results)
+            record.results_count = len(response.results)
+            record.memories_found = len(response.results)
+            rendered = render_recall(
+                [Memory(r.text, r.type) for r in response.results],
+                settings.max_memory_tokens,
+                settings.max_memories,
+            )
+        else:
+            rendered = None
+        if rendered is not None:
+            record.memories_used = rendered.used
+            record.memories_dropped_by_budget = rendered.dropped_by_budget
+            record.memories_dropped_by_limit = rendered.dropped_by_limit
+            if rendered.text:
+                call.messages = inject(call.original, rendered.text, settings.injection_mode)
+                record.memory_context = rendered.text
+                record.tokens_injected = rendered.tokens
+                record.injected = True
+            elif record.skipped_reason is None:
+                record.skipped_reason = (
+                    "no memories found" if not record.memories_found else "no memory fit the budget"
+                )
+        now = time.perf_counter()
+        record.timings_ms["render"] = (now - render_started) * 1000
+        record.timings_ms["total"] = (now - started) * 1000
+        if settings.verbose:
+            _log.info(
+                "Hindsight %s for bank %r: %d found, %d injected (%d tokens)%s",
+                record.mode,
+                record.bank_id,
+                record.memories_found,
+                record.memories_used,
+                record.tokens_injected,
+                f":\n{record.memory_context}" if record.injected else "",
+            )
+        return call
+
+    def _lookup_failed(self, plan: _Plan, error: Exception) -> None:
+        if isinstance(error, NotFoundError) and plan.call.record.mode == "recall":
+            plan.call.record.skipped_reason = "the bank does not exist yet (nothing stored in it)"
+            return
+        self._fail(plan.call.record, plan.call.settings, error)
+
+    def _unprepared(
+        self, messages: Sequence[Message], settings: MemorySettings, model: str | None, error: Exception
+    ) -> MemoryCall:
+        """The call as the caller made it, after an unexpected failure inside memory (fail open)."""
+        if settings.strict:
+            raise error
+        record = InjectionDebugInfo(mode=settings.mode, query=None, bank_id=settings.bank_id, model=model)
+        set_last_debug(record)
+        self._fail(record, settings, error)
+        original = list(messages) if isinstance(messages, Sequence) else []
+        return MemoryCall(
+            messages=[dict(m) for m in original],
+            original=original,
+            settings=settings,
+            record=record,
+            model=model,
+            store=False,
+        )
+
+    def prepare(
+        self, messages: Sequence[Message], settings: MemorySettings, *, model: str | None = None
+    ) -> MemoryCall:
+        """Recall or reflect, and inject the result into a copy of ``messages`` (blocking I/O).
+
+        Never raises for a memory problem unless ``settings.strict`` is set (then: the error)."""
+        try:
+            return self._prepare(messages, settings, model)
+        except Exception as exc:
+            return self._unprepared(messages, settings, model, exc)
+
+    async def aprepare(
+        self, messages: Sequence[Message], settings: MemorySettings, *, model: str | None = None
+    ) -> MemoryCall:
+        """:meth:`prepare` for asyncio: the lookup is awaited, the event loop is never blocked."""
+        try:
+            return await self._aprepare(messages, settings, model)
+        except Exception as exc:
+            return self._unprepared(messages, settings, model, exc)
+
+    def _prepare(
+        self, messages: Sequence[Message], settings: MemorySettings, model: str | None
+    ) -> MemoryCall:
+        started = time.perf_counter()
+        plan = self._plan(messages, settings, model)
+        if plan.query is None:
+            return self._apply(plan, None, started)
+        response: RecallResponse | ReflectResponse | None = None
+        lookup_started = time.perf_counter()
+        try:
+            client = sync_client(settings.connection)
+            if settings.use_reflect:
+                response = client.reflect(settings.bank_id or "", plan.query, **_reflect_options(settings))
+            else:
+                response = client.recall(settings.bank_id or "", plan.query, **_recall_options(settings))
+        except Exception as exc:
+            self._lookup_failed(plan, exc)
+        plan.call.record.timings_ms[settings.mode] = (time.perf_counter() - lookup_started) * 1000
+        return self._apply(plan, response, started)
+
+    async def _aprepare(
+        self, messages: Sequence[Message], settings: MemorySettings, model: str | None
+    ) -> MemoryCall:
+        started = time.perf_counter()
+        plan = self._plan(messages, settings, model)
+        if plan.query is None:
+            return self._apply(plan, None, started)
+        response: RecallResponse | ReflectResponse | None = None
+        lookup_started = time.perf_counter()
+        try:
+            client = async_client(settings.connection)
+            if settings.use_reflect:
+                response = await client.reflect(
+                    settings.bank_id or "", plan.query, **_reflect_options(settings)
+                )
+            else:
+                response = await client.recall(
+                    settings.bank_id or "", plan.query, **_recall_options(settings)
+                )
+        except Exception as exc:
+            self._lookup_failed(plan, exc)
+        plan.call.record.timings_ms[settings.mode] = (time.perf_counter() - lookup_started) * 1000
+        return self._apply(plan, response, started)
+
+    # -------------------------------------------------------------------------------------------- storage
+
+    def _turn(self, call: MemoryCall, reply: Message | str | None) -> Turn | None:
+        record = call.record
+        if call.finished:
+            return None
+        call.finished = True
+        if not call.store:
+            record.storage_status = "skipped"
+            return None
+        text = transcript(call.original, reply)
+        if not text:
+            record.storage_status = "skipped"
+            return None
+        settings = call.settings
+        metadata = {"source": self.source}
+        if call.model:
+            metadata["model"] = call.model
+        if settings.session_id:
+            metadata["session_id"] = settings.session_id
+        return Turn(
+            connection=settings.connection,
+            bank_id=settings.bank_id or "",
+            document_id=record.document_id or conversation_document_id(settings, call.original),
+            content=text,
+            context=f"conversation with an AI assistant{f' ({call.model})' if call.model else ''}",
+            tags=settings.tags,
+            metadata=metadata,
+        )
+
+    def _submit(self, call: MemoryCall, turn: Turn) -> None:
+        record = call.record
+
+        def done(result: StorageResult) -> None:
+            record.storage_status = result.status
+            record.storage_error = result.error
+
+        record.storage_status = "queued"
+        self.storage.submit(turn, on_done=done)
+
+    def finish(self, call: MemoryCall, reply: Message | str | None) -> None:
+        """Queue the exchange for storage (once per call; later calls are no-ops). Does not wait, unless
+        ``sync_storage`` is set."""
+        turn = self._turn(call, reply)
+        if turn is None:
+            return
+        self._submit(call, turn)
+        if call.settings.sync_storage:
+            self.storage.flush(timeout=call.settings.retain_timeout)
+
+    async def afinish(self, call: MemoryCall, reply: Message | str | None) -> None:
+        """:meth:`finish` for asyncio (the optional wait does not block the event loop)."""
+        turn = self._turn(call, reply)
+        if turn is None:
+            return
+        self._submit(call, turn)
+        if call.settings.sync_storage:
+            await self.storage.aflush(timeout=call.settings.retain_timeout)
+
+    # ----------------------------------------------------------------------------------------------- bank
+
+    def ensure_bank(self, settings: MemorySettings) -> None:
+        """Create or update the bank when ``mission`` or ``bank_name`` is set (blocking)."""
+        if settings.bank_id and (settings.mission or settings.bank_name):
+            try:
+                sync_client(settings.connection).create_bank(
+                    settings.bank_id, name=settings.bank_name, mission=settings.mission
+                )
+            except HindsightError as exc:
+                self._fail_bank(settings, exc)
+
+    async def aensure_bank(self, settings: MemorySettings) -> None:
+        if settings.bank_id and (settings.mission or settings.bank_name):
+            try:
+                await async_client(settings.connection).create_bank(
+                    settings.bank_id, name=settings.bank_name, mission=settings.mission
+                )
+            except HindsightError as exc:
+                self._fail_bank(settings, exc)
+
+    def _fail_bank(self, settings: MemorySettings, error: HindsightError) -> None:
+        if settings.strict:
+            raise error
+        self._warn.warning(
+            "bank", "Could not create or update Hindsight bank %r: %s", settings.bank_id, f"{error}"
+        )
+
+
+def _recall_options(settings: MemorySettings) -> dict[str, Any]:
+    return {
+        "budget": settings.budget,
+        "max_tokens": settings.max_memory_tokens,
+        "types": settings.fact_types,
+        "tags": settings.recall_tags,
+        "tags_match": settings.recall_tags_match if settings.recall_tags else None,
+        "include_entities": settings.include_entities,
+        "trace": settings.trace or None,
+    }
+
+
+def _reflect_options(settings: MemorySettings) -> dict[str, Any]:
+    return {
+        "budget": settings.budget,
+        "context": settings.reflect_context,
+        "max_tokens": settings.max_memory_tokens,
+        "response_schema": settings.reflect_response_schema,
+        "include_facts": settings.reflect_include_facts,
+        "tags": settings.recall_tags,
+        "tags_match": settings.recall_tags_match if settings.recall_tags else None,
+        "fact_types": settings.fact_types,
+    }

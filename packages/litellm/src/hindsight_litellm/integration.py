@@ -1,0 +1,301 @@
+"""Memory around LiteLLM calls: ``completion()``/``acompletion()``, ``enable()``/``disable()`` and the
+``hindsight_memory()`` scope.
+
+``completion()`` and ``acompletion()`` always go through memory: recall (or reflect) and inject once,
+call LiteLLM's own function, store the exchange once. ``enable()`` puts the same wrappers in place of
+``litellm.completion`` and ``litellm.acompletion``; the wrappers always call LiteLLM's originals, so a call
+is never injected or stored twice whichever way it enters. While memory is not active (not enabled, and
+outside any ``hindsight_memory()`` block) the patched functions only remove ``hindsight_*`` options and
+call LiteLLM.
+
+``hindsight_*`` keyword arguments are this integration's per-call options (``hindsight_bank_id``,
+``hindsight_query``, ``hindsight_budget``...: any setting, with the prefix). They are always removed
+before LiteLLM sees the call, so they never reach a provider.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from hindsight_core.connection import close_clients
+from hindsight_core.debug import InjectionDebugInfo, clear_last_debug, get_last_debug
+from hindsight_core.pipeline import InjectionMode
+from hindsight_core.pipeline.tokens import warm_up
+from hindsight_core.storage import StorageFailure
+
+from ._calls import acall_with_memory, call_with_memory
+from ._messages import openai_reply, to_message_dicts
+from ._streams import OpenAICollector
+from .config import LAYERS, PIPELINE
+
+__all__ = [
+    "acompletion",
+    "cleanup",
+    "clear_injection_debug",
+    "completion",
+    "disable",
+    "enable",
+    "get_last_injection_debug",
+    "get_pending_retain_errors",
+    "get_pending_storage_errors",
+    "hindsight_memory",
+    "is_enabled",
+    "pop_hindsight_options",
+]
+
+PREFIX = "hindsight_"
+_RENAMES = {"api_url": "hindsight_api_url", "recall_budget": "budget"}
+
+_lock = threading.Lock()
+_switch = {"enabled": False}  # process-wide: enable() is an application-level decision
+_originals: dict[str, Callable[..., Any]] = {}
+_scope_active: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "hindsight_litellm_active", default=False
+)
+
+
+def pop_hindsight_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Remove every ``hindsight_*`` keyword from ``kwargs``; return them as settings (prefix removed)."""
+    found: dict[str, Any] = {}
+    for key in [k for k in kwargs if k.startswith(PREFIX)]:
+        name = key[len(PREFIX) :]
+        found[_RENAMES.get(name, name)] = kwargs.pop(key)
+    return found
+
+
+def _litellm(name: str) -> Callable[..., Any]:
+    """LiteLLM's own ``completion``/``acompletion`` (the original even while patched)."""
+    original = _originals.get(name)
+    if original is not None:
+        return original
+    import litellm
+
+    function: Callable[..., Any] = getattr(litellm, name)
+    return function
+
+
+def _split_call(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str | None, list[dict[str, Any]]]:
+    """Model and messages of a ``litellm.completion(model, messages, ...)`` call, moved into ``kwargs``."""
+    args_list = list(args)
+    if args_list and "model" not in kwargs:
+        kwargs["model"] = args_list.pop(0)
+    if args_list and "messages" not in kwargs:
+        kwargs["messages"] = args_list.pop(0)
+    if args_list:
+        raise TypeError(
+            "hindsight_litellm: pass options other than model and messages by keyword "
+            f"({len(args_list)} extra positional argument(s) given)"
+        )
+    model = kwargs.get("model")
+    messages = to_message_dicts(kwargs.get("messages") or [])
+    return (str(model) if model is not None else None), messages
+
+
+def completion(*args: Any, **kwargs: Any) -> Any:
+    """``litellm.completion`` with memory: memories injected before the call, the exchange stored after.
+
+    Takes everything ``litellm.completion`` takes, plus ``hindsight_*`` per-call options. With
+    ``stream=True`` the chunks pass through as they come and the reply is stored when the stream ends.
+    """
+    settings = LAYERS.resolve(pop_hindsight_options(kwargs))
+    model, messages = _split_call(args, kwargs)
+
+    def send(injected: list[dict[str, Any]]) -> Any:
+        return _litellm("completion")(**{**kwargs, "messages": injected})
+
+    return call_with_memory(
+        settings,
+        messages,
+        model,
+        send,
+        stream=bool(kwargs.get("stream")),
+        reply=openai_reply,
+        collector=OpenAICollector,
+    )
+
+
+async def acompletion(*args: Any, **kwargs: Any) -> Any:
+    """``litellm.acompletion`` with memory (recall and storage never block the event loop)."""
+    settings = LAYERS.resolve(pop_hindsight_options(kwargs))
+    model, messages = _split_call(args, kwargs)
+
+    async def send(injected: list[dict[str, Any]]) -> Any:
+        return await _litellm("acompletion")(**{**kwargs, "messages": injected})
+
+    return await acall_with_memory(
+        settings,
+        messages,
+        model,
+        send,
+        stream=bool(kwargs.get("stream")),
+        reply=openai_reply,
+        collector=OpenAICollector,
+    )
+
+
+# ---------------------------------------------------------------------------------------- enable/disable
+
+
+def _active() -> bool:
+    return _switch["enabled"] or _scope_active.get()
+
+
+def _patched_completion(*args: Any, **kwargs: Any) -> Any:
+    if _active():
+        return completion(*args, **kwargs)
+    pop_hindsight_options(kwargs)
+    return _litellm("completion")(*args, **kwargs)
+
+
+async def _patched_acompletion(*args: Any, **kwargs: Any) -> Any:
+    if _active():
+        return await acompletion(*args, **kwargs)
+    pop_hindsight_options(kwargs)
+    return await _litellm("acompletion")(*args, **kwargs)
+
+
+def _install() -> None:
+    """Put the memory wrappers in place of ``litellm.completion``/``acompletion`` (idempotent)."""
+    import litellm
+
+    with _lock:
+        if litellm.completion is not _patched_completion:
+            _originals["completion"] = litellm.completion
+            litellm.completion = _patched_completion
+        if litellm.acompletion is not _patched_acompletion:
+            _originals["acompletion"] = litellm.acompletion
+            litellm.acompletion = _patched_acompletion
+
+
+def _uninstall() -> None:
+    import litellm
+
+    with _lock:
+        if litellm.completion is _patched_completion and "completion" in _originals:
+            litellm.completion = _originals["completion"]
+        if litellm.acompletion is _patched_acompletion and "acompletion" in _originals:
+            litellm.acompletion = _originals["acompletion"]
+        _originals.clear()
+
+
+def enable() -> None:
+    """Give plain ``litellm.completion``/``litellm.acompletion`` calls memory, process-wide.
+
+    Code that imported the functions by name before this call (``from litellm import completion``) keeps
+    the unpatched function: call ``litellm.completion`` or ``hindsight_litellm.completion`` instead.
+    """
+    _install()
+    warm_up()
+    _switch["enabled"] = True
+
+
+def disable() -> None:
+    """Stop giving plain LiteLLM calls memory (``hindsight_litellm.completion()`` still uses it)."""
+    _switch["enabled"] = False
+
+
+def is_enabled() -> bool:
+    """Whether plain LiteLLM calls from here get memory (``enable()``d, or inside ``hindsight_memory()``)."""
+    return _active()
+
+
+def cleanup(timeout: float = 10.0) -> None:
+    """Disable, restore LiteLLM's functions, wait up to ``timeout`` s for queued storage, close clients."""
+    disable()
+    _uninstall()
+    PIPELINE.storage.flush(timeout=timeout)
+    close_clients()
+
+
+@contextmanager
+def hindsight_memory(
+    hindsight_api_url: str | None = None,
+    bank_id: str | None = None,
+    api_key: str | None = None,
+    store_conversations: bool = True,
+    inject_memories: bool = True,
+    injection_mode: InjectionMode | str = InjectionMode.SYSTEM_MESSAGE,
+    max_memories: int | None = None,
+    max_memory_tokens: int | None = 4096,
+    budget: str = "mid",
+    fact_types: list[str] | None = None,
+    document_id: str | None = None,
+    session_id: str | None = None,
+    excluded_models: list[str] | None = None,
+    verbose: bool = False,
+    include_entities: bool = True,
+    trace: bool = False,
+    use_reflect: bool = False,
+    reflect_context: str | None = None,
+    tags: list[str] | None = None,
+    recall_tags: list[str] | None = None,
+    recall_tags_match: str = "any",
+    **more: Any,
+) -> Iterator[None]:
+    """Memory for plain ``litellm.completion``/``acompletion`` calls inside the block, with these settings.
+
+    The block is private to the current thread or asyncio task (and tasks it starts); concurrent users
+    never see each other's bank. Blocks nest; on exit, also through an exception, the previous state is
+    back. Options left at their defaults keep the configured values.
+    """
+    given = {
+        "hindsight_api_url": hindsight_api_url,
+        "bank_id": bank_id,
+        "api_key": api_key,
+        "max_memories": max_memories,
+        "fact_types": fact_types,
+        "document_id": document_id,
+        "session_id": session_id,
+        "excluded_models": excluded_models,
+        "reflect_context": reflect_context,
+        "tags": tags,
+        "recall_tags": recall_tags,
+    }
+    values: dict[str, Any] = {key: value for key, value in given.items() if value is not None}
+    non_default: dict[str, tuple[Any, Any]] = {
+        "store_conversations": (store_conversations, True),
+        "inject_memories": (inject_memories, True),
+        "injection_mode": (injection_mode, InjectionMode.SYSTEM_MESSAGE),
+        "max_memory_tokens": (max_memory_tokens, 4096),
+        "budget": (budget, "mid"),
+        "verbose": (verbose, False),
+        "include_entities": (include_entities, True),
+        "trace": (trace, False),
+        "use_reflect": (use_reflect, False),
+        "recall_tags_match": (recall_tags_match, "any"),
+    }
+    values.update({key: value for key, (value, default) in non_default.items() if value != default})
+    values.update(more)
+    _install()
+    warm_up()
+    with LAYERS.scope(values):
+        token = _scope_active.set(True)
+        try:
+            yield
+        finally:
+            _scope_active.reset(token)
+
+
+# ------------------------------------------------------------------------------------------------- debug
+
+
+def get_last_injection_debug() -> InjectionDebugInfo | None:
+    """What memory did for the last call of this thread or asyncio task."""
+    return get_last_debug()
+
+
+def clear_injection_debug() -> None:
+    """Forget the last debug record of this thread or task."""
+    clear_last_debug()
+
+
+def get_pending_storage_errors() -> list[StorageFailure]:
+    """Conversations that could not be stored (yet, or at all), oldest first."""
+    return PIPELINE.storage.pending_errors()
+
+
+get_pending_retain_errors = get_pending_storage_errors

@@ -1,0 +1,424 @@
+"""Direct memory APIs: ``recall``, ``reflect``, ``retain`` and their async twins.
+
+They use the configured settings (``configure()``, ``set_defaults()``, ``hindsight_memory()``) with the
+arguments given on top, call the server through the core's shared clients, and return the result types
+of hindsight-litellm 0.5.4. Unlike memory injection, which fails open, these raise on failure: you asked
+for this call, so you get its error (a :class:`~hindsight_core.HindsightError`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, overload
+
+from hindsight_core import (
+    ConfigurationError,
+)
+from hindsight_core import (
+    RecallResponse as CoreRecallResponse,
+)
+from hindsight_core import (
+    ReflectResponse as CoreReflect,
+)
+from hindsight_core.connection import async_client, sync_client
+from hindsight_core.models import ReflectFact
+from hindsight_core.settings import MemorySettings
+
+from .config import LAYERS
+
+__all__ = [
+    "RecallDebugInfo",
+    "RecallResponse",
+    "RecallResult",
+    "ReflectDebugInfo",
+    "ReflectResult",
+    "RetainDebugInfo",
+    "RetainResult",
+    "arecall",
+    "areflect",
+    "aretain",
+    "recall",
+    "reflect",
+    "retain",
+]
+
+
+@dataclass
+class RecallResult:
+    """One memory: its ``text``, ``fact_type`` (``world``, ``experience``, ``observation``), relevance
+    ``weight`` (the server's final score, when it gives one) and ``metadata``."""
+
+    text: str
+    fact_type: str
+    weight: float = 1.0
+    metadata: dict[str, Any] | None = None
+
+
+@dataclass
+class RecallDebugInfo:
+    query: str
+    bank_id: str
+    budget: str
+    max_tokens: int | None
+    fact_types: list[str] | None
+    results_count: int
+    api_url: str
+
+
+@dataclass
+class RecallResponse:
+    """The memories found, best first. Iterate it, index it, or take ``len()`` of it like a list."""
+
+    results: list[RecallResult] = field(default_factory=list)
+    debug: RecallDebugInfo | None = None
+
+    def __iter__(self) -> Iterator[RecallResult]:
+        return iter(self.results)
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    @overload
+    def __getitem__(self, index: int) -> RecallResult: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[RecallResult]: ...
+
+    def __getitem__(self, index: int | slice) -> RecallResult | list[RecallResult]:
+        return self.results[index]
+
+    def __bool__(self) -> bool:
+        return bool(self.results)
+
+
+@dataclass
+class ReflectDebugInfo:
+    query: str
+    bank_id: str
+    budget: str
+    context: str | None
+    api_url: str
+
+
+@dataclass
+class ReflectResult:
+    """The synthesized answer (``text``), the facts it used (``based_on``, when asked for) and, with a
+    ``response_schema``, the ``structured_output``."""
+
+    text: str
+    based_on: list[ReflectFact] | None = None
+    debug: ReflectDebugInfo | None = None
+    structured_output: dict[str, Any] | None = None
+
+
+@dataclass
+class RetainDebugInfo:
+    content: str
+    bank_id: str
+    context: str | None
+    document_id: str | None
+    tags: list[str] | None
+    metadata: dict[str, str] | None
+    api_url: str
+
+
+@dataclass
+class RetainResult:
+    success: bool
+    items_count: int
+    debug: RetainDebugInfo | None = None
+
+
+def _settings(overrides: dict[str, Any]) -> tuple[MemorySettings, str]:
+    settings = LAYERS.resolve({key: value for key, value in overrides.items() if value is not None})
+    if not settings.bank_id:
+        raise ConfigurationError(
+            "no bank_id: pass bank_id=..., set it with configure()/set_defaults(), or set HINDSIGHT_BANK_ID"
+        )
+    return settings, settings.bank_id
+
+
+def _recall_args(
+    query: str,
+    bank_id: str | None,
+    fact_types: list[str] | None,
+    budget: str | None,
+    max_tokens: int | None,
+    hindsight_api_url: str | None,
+    include_entities: bool | None,
+    trace: bool | None,
+    recall_tags: list[str] | None,
+    recall_tags_match: str | None,
+) -> tuple[MemorySettings, str, dict[str, Any]]:
+    settings, bank = _settings(
+        {
+            "bank_id": bank_id,
+            "fact_types": fact_types,
+            "budget": budget,
+            "hindsight_api_url": hindsight_api_url,
+            "include_entities": include_entities,
+            "trace": trace,
+            "recall_tags": recall_tags,
+            "recall_tags_match": recall_tags_match,
+        }
+    )
+    arguments = {
+        "budget": settings.budget,
+        "max_tokens": max_tokens,
+        "types": settings.fact_types,
+        "tags": settings.recall_tags,
+        "tags_match": settings.recall_tags_match if settings.recall_tags else None,
+        "include_entities": settings.include_entities,
+        "trace": settings.trace or None,
+    }
+    return settings, bank, arguments
+
+
+def _recall_result(
+    response: CoreRecallResponse, query: str, bank: str, settings: MemorySettings, max_tokens: int | None
+) -> RecallResponse:
+    results = [
+        RecallResult(
+            text=r.text,
+            fact_type=r.type or "world",
+            weight=float((r.scores or {}).get("final") or 1.0),
+            metadata=dict(r.metadata) if r.metadata else None,
+        )
+        for r in response.results
+    ]
+    debug = RecallDebugInfo(
+        query=query,
+        bank_id=bank,
+        budget=settings.budget,
+        max_tokens=max_tokens,
+        fact_types=list(settings.fact_types) if settings.fact_types else None,
+        results_count=len(results),
+        api_url=settings.connection.base_url,
+    )
+    return RecallResponse(results=results, debug=debug)
+
+
+def recall(
+    query: str,
+    bank_id: str | None = None,
+    fact_types: list[str] | None = None,
+    budget: str | None = None,
+    max_tokens: int | None = None,
+    hindsight_api_url: str | None = None,
+    include_entities: bool | None = None,
+    trace: bool | None = None,
+    recall_tags: list[str] | None = None,
+    recall_tags_match: str | None = None,
+) -> RecallResponse:
+    """Memories relevant to ``query``, best first: ``for m in recall(...): print(m.fact_type, m.text)``."""
+    settings, bank, arguments = _recall_args(
+        query,
+        bank_id,
+        fact_types,
+        budget,
+        max_tokens,
+        hindsight_api_url,
+        include_entities,
+        trace,
+        recall_tags,
+        recall_tags_match,
+    )
+    response = sync_client(settings.connection).recall(bank, query, **arguments)
+    return _recall_result(response, query, bank, settings, max_tokens)
+
+
+async def arecall(
+    query: str,
+    bank_id: str | None = None,
+    fact_types: list[str] | None = None,
+    budget: str | None = None,
+    max_tokens: int | None = None,
+    hindsight_api_url: str | None = None,
+    include_entities: bool | None = None,
+    trace: bool | None = None,
+    recall_tags: list[str] | None = None,
+    recall_tags_match: str | None = None,
+) -> RecallResponse:
+    """:func:`recall` for asyncio."""
+    settings, bank, arguments = _recall_args(
+        query,
+        bank_id,
+        fact_types,
+        budget,
+        max_tokens,
+        hindsight_api_url,
+        include_entities,
+        trace,
+        recall_tags,
+        recall_tags_match,
+    )
+    response = await async_client(settings.connection).recall(bank, query, **arguments)
+    return _recall_result(response, query, bank, settings, max_tokens)
+
+
+def _reflect_args(
+    bank_id: str | None,
+    budget: str | None,
+    context: str | None,
+    response_schema: dict[str, Any] | None,
+    hindsight_api_url: str | None,
+    recall_tags: list[str] | None,
+    recall_tags_match: str | None,
+    include_facts: bool | None,
+) -> tuple[MemorySettings, str, dict[str, Any]]:
+    settings, bank = _settings(
+        {
+            "bank_id": bank_id,
+            "budget": budget,
+            "reflect_context": context,
+            "reflect_response_schema": response_schema,
+            "hindsight_api_url": hindsight_api_url,
+            "recall_tags": recall_tags,
+            "recall_tags_match": recall_tags_match,
+            "reflect_include_facts": include_facts,
+        }
+    )
+    arguments = {
+        "budget": settings.budget,
+        "context": settings.reflect_context,
+        "response_schema": settings.reflect_response_schema,
+        "include_facts": settings.reflect_include_facts,
+        "tags": settings.recall_tags,
+        "tags_match": settings.recall_tags_match if settings.recall_tags else None,
+        "fact_types": settings.fact_types,
+    }
+    return settings, bank, arguments
+
+
+def _reflect_result(response: CoreReflect, query: str, bank: str, settings: MemorySettings) -> ReflectResult:
+    debug = ReflectDebugInfo(
+        query=query,
+        bank_id=bank,
+        budget=settings.budget,
+        context=settings.reflect_context,
+        api_url=settings.connection.base_url,
+    )
+    based_on = list(response.based_on.memories) if response.based_on is not None else None
+    return ReflectResult(
+        text=response.text, based_on=based_on, debug=debug, structured_output=response.structured_output
+    )
+
+
+def reflect(
+    query: str,
+    bank_id: str | None = None,
+    budget: str | None = None,
+    context: str | None = None,
+    response_schema: dict[str, Any] | None = None,
+    hindsight_api_url: str | None = None,
+    recall_tags: list[str] | None = None,
+    recall_tags_match: str | None = None,
+    include_facts: bool | None = None,
+) -> ReflectResult:
+    """An answer to ``query`` synthesized from the bank's memories (``result.text``)."""
+    settings, bank, arguments = _reflect_args(
+        bank_id,
+        budget,
+        context,
+        response_schema,
+        hindsight_api_url,
+        recall_tags,
+        recall_tags_match,
+        include_facts,
+    )
+    response = sync_client(settings.connection).reflect(bank, query, **arguments)
+    return _reflect_result(response, query, bank, settings)
+
+
+async def areflect(
+    query: str,
+    bank_id: str | None = None,
+    budget: str | None = None,
+    context: str | None = None,
+    response_schema: dict[str, Any] | None = None,
+    hindsight_api_url: str | None = None,
+    recall_tags: list[str] | None = None,
+    recall_tags_match: str | None = None,
+    include_facts: bool | None = None,
+) -> ReflectResult:
+    """:func:`reflect` for asyncio."""
+    settings, bank, arguments = _reflect_args(
+        bank_id,
+        budget,
+        context,
+        response_schema,
+        hindsight_api_url,
+        recall_tags,
+        recall_tags_match,
+        include_facts,
+    )
+    response = await async_client(settings.connection).reflect(bank, query, **arguments)
+    return _reflect_result(response, query, bank, settings)
+
+
+def _retain_args(
+    content: str,
+    bank_id: str | None,
+    context: str | None,
+    document_id: str | None,
+    tags: list[str] | None,
+    metadata: dict[str, str] | None,
+    hindsight_api_url: str | None,
+    sync: bool,
+) -> tuple[MemorySettings, str, dict[str, Any], RetainDebugInfo]:
+    settings, bank = _settings({"bank_id": bank_id, "tags": tags, "hindsight_api_url": hindsight_api_url})
+    arguments = {
+        "context": context,
+        "document_id": document_id,
+        "tags": settings.tags,
+        "metadata": metadata,
+        "async_": not sync,
+    }
+    debug = RetainDebugInfo(
+        content=content,
+        bank_id=bank,
+        context=context,
+        document_id=document_id,
+        tags=list(settings.tags) if settings.tags else None,
+        metadata=metadata,
+        api_url=settings.connection.base_url,
+    )
+    return settings, bank, arguments, debug
+
+
+def retain(
+    content: str,
+    bank_id: str | None = None,
+    context: str | None = None,
+    document_id: str | None = None,
+    tags: list[str] | None = None,
+    metadata: dict[str, str] | None = None,
+    hindsight_api_url: str | None = None,
+    sync: bool = False,
+) -> RetainResult:
+    """Store ``content`` in the bank. The server acknowledges at once and extracts memories in the
+    background; ``sync=True`` waits until they are extracted (slower)."""
+    settings, bank, arguments, debug = _retain_args(
+        content, bank_id, context, document_id, tags, metadata, hindsight_api_url, sync
+    )
+    response = sync_client(settings.connection).retain(bank, content, **arguments)
+    return RetainResult(success=response.success, items_count=response.items_count, debug=debug)
+
+
+async def aretain(
+    content: str,
+    bank_id: str | None = None,
+    context: str | None = None,
+    document_id: str | None = None,
+    tags: list[str] | None = None,
+    metadata: dict[str, str] | None = None,
+    hindsight_api_url: str | None = None,
+    sync: bool = False,
+) -> RetainResult:
+    """:func:`retain` for asyncio."""
+    settings, bank, arguments, debug = _retain_args(
+        content, bank_id, context, document_id, tags, metadata, hindsight_api_url, sync
+    )
+    response = await async_client(settings.connection).retain(bank, content, **arguments)
+    return RetainResult(success=response.success, items_count=response.items_count, debug=debug)

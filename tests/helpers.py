@@ -1,0 +1,91 @@
+"""Helpers shared by the integration tests: seeding a bank, reading back what was stored."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from hindsight_core import HindsightClient, NotFoundError
+from hindsight_core.storage import default_worker
+
+__all__ = [
+    "closed_port_url",
+    "document_text",
+    "documents",
+    "flush_storage",
+    "recall_texts",
+    "seed_bank",
+    "wait_for",
+]
+
+
+def seed_bank(url: str, bank: str, facts: Iterable[str] = ()) -> None:
+    """Create ``bank`` storing text verbatim (no LLM extraction), with ``facts`` retained synchronously."""
+    with HindsightClient(url) as client:
+        client.create_bank(bank, extraction_mode="chunks")
+        items = [{"content": fact} for fact in facts]
+        if items:
+            client.retain_batch(bank, items)
+
+
+def recall_texts(url: str, bank: str, query: str) -> list[str]:
+    with HindsightClient(url) as client:
+        try:
+            return [r.text for r in client.recall(bank, query).results]
+        except NotFoundError:
+            return []
+
+
+def flush_storage(timeout: float = 60.0) -> None:
+    """Wait until every conversation handed to storage has been acknowledged by the server."""
+    assert default_worker().flush(timeout=timeout), "storage did not drain in time"
+    assert not [e for e in default_worker().pending_errors() if e.permanent], (
+        default_worker().pending_errors()
+    )
+
+
+def document_text(url: str, bank: str, document_id: str) -> str | None:
+    """The stored text of a document, or None while it does not exist."""
+    response = httpx.get(
+        f"{url}/v1/default/banks/{quote(bank, safe='')}/documents/{quote(document_id, safe='')}"
+    )
+    if response.status_code == 404:
+        return None
+    response.raise_for_status()
+    text: str = response.json()["original_text"]
+    return text
+
+
+def documents(url: str, bank: str) -> list[dict[str, Any]]:
+    response = httpx.get(f"{url}/v1/default/banks/{quote(bank, safe='')}/documents", params={"limit": 100})
+    if response.status_code == 404:
+        return []
+    response.raise_for_status()
+    items: list[dict[str, Any]] = response.json()["items"]
+    return items
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy (the server processes retains asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def closed_port_url() -> str:
+    """A loopback URL nothing listens on (connection refused)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
