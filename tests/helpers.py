@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import quote
@@ -13,14 +14,20 @@ from hindsight_core import HindsightClient, NotFoundError
 from hindsight_core.storage import default_worker
 
 __all__ = [
+    "SETTLE_TIMEOUT",
     "closed_port_url",
     "document_text",
     "documents",
     "flush_storage",
+    "markers",
     "recall_texts",
+    "retains_running",
     "seed_bank",
+    "settled_text",
     "wait_for",
 ]
+
+SETTLE_TIMEOUT = 120.0
 
 
 def seed_bank(url: str, bank: str, facts: Iterable[str] = ()) -> None:
@@ -58,6 +65,36 @@ def document_text(url: str, bank: str, document_id: str) -> str | None:
     response.raise_for_status()
     text: str = response.json()["original_text"]
     return text
+
+
+def retains_running(url: str, bank: str) -> int:
+    total = 0
+    for state in ("pending", "processing"):
+        response = httpx.get(
+            f"{url}/v1/default/banks/{bank}/operations",
+            params={"status": state, "type": "retain", "limit": 1},
+            timeout=10,
+        )
+        response.raise_for_status()
+        total += int(response.json()["total"])
+    return total
+
+
+def settled_text(url: str, bank: str, document_id: str, markers: list[str]) -> str:
+    """The document text once every marker is in it and no retain of the bank is still running."""
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    while True:
+        text = document_text(url, bank, document_id) or ""
+        if all(m in text for m in markers) and retains_running(url, bank) == 0:
+            return document_text(url, bank, document_id) or ""
+        if time.monotonic() > deadline:
+            raise AssertionError(f"document {document_id!r} of {bank!r} never held all turns: {text!r:.500}")
+        time.sleep(0.2)
+
+
+def markers(n: int) -> list[str]:
+    tag = uuid.uuid4().hex[:6]
+    return [f"zq{tag}m{i:02d}x" for i in range(n)]
 
 
 def documents(url: str, bank: str) -> list[dict[str, Any]]:

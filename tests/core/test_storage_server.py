@@ -12,160 +12,21 @@ after the bank's retain operations have all finished, and recall finds a turn by
 
 from __future__ import annotations
 
-import contextlib
-import socket
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from hindsight_core import HindsightClient, RetryPolicy, Timeouts
 from hindsight_core.connection import Connection
 from hindsight_core.storage import StorageResult, StorageWorker, Turn
+from tests.faults import CuttableProxy
+from tests.helpers import markers, seed_bank, settled_text
 
 pytestmark = pytest.mark.server
-
-SETTLE_TIMEOUT = 120.0
-
-
-# ------------------------------------------------------------------------------------------------ proxy
-
-
-class CuttableProxy:
-    """A loopback TCP forwarder to ``upstream`` that can be cut and restored (threads, no asyncio)."""
-
-    def __init__(self, upstream: str) -> None:
-        url = httpx.URL(upstream)
-        self._upstream = (url.host, url.port or 80)
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.05)
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-        self._lock = threading.Lock()
-        self._cut = False
-        self._drop = 0
-        self._stopping = False
-        self._sockets: set[socket.socket] = set()
-        self._threads: list[threading.Thread] = []
-        self.refused = 0
-        self.dropped = 0
-        self._acceptor = threading.Thread(target=self._accept_loop, name="test-proxy-accept", daemon=True)
-        self._acceptor.start()
-
-    # -- control
-
-    def cut(self) -> None:
-        """Act like a server that went away: close every open connection and refuse new ones."""
-        with self._lock:
-            self._cut = True
-            doomed = list(self._sockets)
-        for sock in doomed:
-            self._kill(sock)
-
-    def restore(self) -> None:
-        with self._lock:
-            self._cut = False
-
-    def drop_responses(self, count: int) -> None:
-        """Forward the next ``count`` requests but discard the server's responses and hang up."""
-        with self._lock:
-            self._drop = count
-
-    def close(self) -> None:
-        with self._lock:
-            self._stopping = True
-        self.cut()
-        self._acceptor.join(5)
-        self._listener.close()
-        for thread in self._threads:
-            thread.join(5)
-
-    # -- machinery
-
-    @staticmethod
-    def _kill(sock: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-        sock.close()
-
-    def _accept_loop(self) -> None:
-        while True:
-            with self._lock:
-                if self._stopping:
-                    return
-            try:
-                client, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            client.settimeout(None)
-            with self._lock:
-                refuse = self._cut or self._stopping
-                if refuse:
-                    self.refused += 1
-            if refuse:
-                self._kill(client)
-                continue
-            thread = threading.Thread(target=self._serve, args=(client,), name="test-proxy-conn", daemon=True)
-            self._threads.append(thread)
-            thread.start()
-
-    def _serve(self, client: socket.socket) -> None:
-        try:
-            upstream = socket.create_connection(self._upstream, timeout=5)
-        except OSError:
-            self._kill(client)
-            return
-        upstream.settimeout(None)
-        with self._lock:
-            self._sockets.update((client, upstream))
-        pump = threading.Thread(target=self._pump_up, args=(client, upstream), daemon=True)
-        pump.start()
-        try:
-            while True:
-                data = upstream.recv(65536)
-                if not data:
-                    break
-                with self._lock:
-                    drop = self._drop > 0
-                    if drop:
-                        self._drop -= 1
-                        self.dropped += 1
-                if drop:
-                    break  # the server answered; the client never hears it
-                client.sendall(data)
-        except OSError:
-            pass
-        finally:
-            with self._lock:
-                self._sockets.discard(client)
-                self._sockets.discard(upstream)
-            self._kill(client)
-            self._kill(upstream)
-            pump.join(5)
-
-    @staticmethod
-    def _pump_up(client: socket.socket, upstream: socket.socket) -> None:
-        try:
-            while True:
-                data = client.recv(65536)
-                if not data:
-                    break
-                upstream.sendall(data)
-        except OSError:
-            pass
-        with contextlib.suppress(OSError):
-            upstream.shutdown(socket.SHUT_WR)
-
-
-# ----------------------------------------------------------------------------------------------- helpers
 
 
 @pytest.fixture
@@ -195,50 +56,6 @@ def make_worker() -> Iterator[Callable[..., StorageWorker]]:
             assert not thread.is_alive()
 
 
-def chunk_bank(url: str, bank: str) -> None:
-    """A bank that stores retained text verbatim, so the document text can be checked exactly."""
-    with HindsightClient(url) as client:
-        client.create_bank(bank, extraction_mode="chunks")
-
-
-def document_text(url: str, bank: str, document_id: str) -> str:
-    response = httpx.get(f"{url}/v1/default/banks/{bank}/documents/{document_id}", timeout=10)
-    if response.status_code == 404:
-        return ""
-    response.raise_for_status()
-    return str(response.json().get("original_text") or "")
-
-
-def retains_running(url: str, bank: str) -> int:
-    total = 0
-    for state in ("pending", "processing"):
-        response = httpx.get(
-            f"{url}/v1/default/banks/{bank}/operations",
-            params={"status": state, "type": "retain", "limit": 1},
-            timeout=10,
-        )
-        response.raise_for_status()
-        total += int(response.json()["total"])
-    return total
-
-
-def settled_text(url: str, bank: str, document_id: str, markers: list[str]) -> str:
-    """The document text once every marker is in it and no retain of the bank is still running."""
-    deadline = time.monotonic() + SETTLE_TIMEOUT
-    while True:
-        text = document_text(url, bank, document_id)
-        if all(m in text for m in markers) and retains_running(url, bank) == 0:
-            return document_text(url, bank, document_id)
-        if time.monotonic() > deadline:
-            raise AssertionError(f"document {document_id!r} of {bank!r} never held all turns: {text!r:.500}")
-        time.sleep(0.2)
-
-
-def markers(n: int) -> list[str]:
-    tag = uuid.uuid4().hex[:6]
-    return [f"zq{tag}m{i:02d}x" for i in range(n)]
-
-
 class Results:
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -264,7 +81,7 @@ def fast_connection(url: str) -> Connection:
 def test_ten_turns_to_one_document_are_each_stored_once(
     hindsight_server: str, bank_id: str, make_worker: Callable[..., StorageWorker]
 ) -> None:
-    chunk_bank(hindsight_server, bank_id)
+    seed_bank(hindsight_server, bank_id)
     connection = Connection(base_url=hindsight_server)
     worker = make_worker()
     results = Results()
@@ -294,7 +111,7 @@ def test_an_outage_mid_conversation_loses_and_duplicates_nothing(
     make_worker: Callable[..., StorageWorker],
     tmp_path: Path,
 ) -> None:
-    chunk_bank(hindsight_server, bank_id)
+    seed_bank(hindsight_server, bank_id)
     connection = fast_connection(proxy.url)
     worker = make_worker(outbox_dir=tmp_path)
     results = Results()
@@ -330,7 +147,7 @@ def test_an_outage_mid_conversation_loses_and_duplicates_nothing(
 def test_a_lost_acknowledgement_is_resent_and_stored_once(
     hindsight_server: str, bank_id: str, proxy: CuttableProxy, make_worker: Callable[..., StorageWorker]
 ) -> None:
-    chunk_bank(hindsight_server, bank_id)
+    seed_bank(hindsight_server, bank_id)
     connection = Connection(
         base_url=proxy.url, timeouts=Timeouts(connect=1.0, retain=5.0), retry=RetryPolicy(max_retries=0)
     )
@@ -351,7 +168,7 @@ def test_twenty_threads_with_their_own_banks_store_only_their_own_turns(
 ) -> None:
     banks = [f"test-storage-{uuid.uuid4().hex[:12]}" for _ in range(20)]
     for bank in banks:
-        chunk_bank(hindsight_server, bank)
+        seed_bank(hindsight_server, bank)
     try:
         _twenty_threads(hindsight_server, banks, make_worker)
     finally:

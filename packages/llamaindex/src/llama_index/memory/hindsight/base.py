@@ -1,0 +1,405 @@
+"""``HindsightMemory``: LlamaIndex's chat-memory buffer plus long-term memory from a Hindsight server."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from llama_index.core.base.llms.types import ChatMessage
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_serializer
+from llama_index.core.llms.llm import LLM
+from llama_index.core.memory.chat_memory_buffer import (
+    DEFAULT_TOKEN_LIMIT,
+    DEFAULT_TOKEN_LIMIT_RATIO,
+    ChatMemoryBuffer,
+)
+from llama_index.core.memory.memory import InsertMethod
+from llama_index.core.memory.types import DEFAULT_CHAT_STORE_KEY, BaseChatStoreMemory
+from llama_index.core.storage.chat_store import BaseChatStore, SimpleChatStore
+from llama_index.core.utils import get_tokenizer
+
+from hindsight_core import ConfigurationError
+from hindsight_core.debug import InjectionDebugInfo
+from hindsight_core.memory import MemoryCall, conversation_document_id
+from hindsight_core.pipeline import InjectionMode, warm_up
+from hindsight_core.settings import MemorySettings
+
+from ._core import PIPELINE, check_options, core_options, resolve
+from ._messages import (
+    CompletedTurn,
+    TurnTracker,
+    first_user_message,
+    injection_mode,
+    insert_memory,
+    last_user_message,
+    to_core_message,
+)
+
+__all__ = ["DEFAULT_CHAT_HISTORY_TOKEN_RATIO", "HindsightMemory"]
+
+DEFAULT_CHAT_HISTORY_TOKEN_RATIO = 0.7
+"""Share of the token limit (after the engine's own prefix) kept for chat history; the memory block gets
+at most the rest, and at most ``max_memory_tokens``. Same meaning as in LlamaIndex's ``Memory``."""
+
+_HISTORY_KEY = "history"
+
+_STATE_LOCK = threading.Lock()
+"""Guards the small per-memory state (turn tracking, the turn's lookup); held for microseconds, never
+across I/O. Module-level, so that memories stay picklable."""
+
+
+@dataclass(frozen=True)
+class _Lookup:
+    """What one ``get`` asks memory: the query message and the settings (the cache key within a turn)."""
+
+    query: tuple[dict[str, Any], ...]
+    settings: MemorySettings
+
+
+class HindsightMemory(BaseChatStoreMemory):
+    """A chat-memory buffer whose ``get`` also brings back what Hindsight remembers.
+
+    Short-term: the conversation, kept in ``chat_store`` (LlamaIndex's ``SimpleChatStore`` by default, or
+    any ``BaseChatStore``) and cut to ``token_limit`` by LlamaIndex's own ``ChatMemoryBuffer`` logic and
+    ``tokenizer_fn``. Long-term: on ``get``/``aget``, memories relevant to ``input`` (or to the last user
+    message) are recalled from the Hindsight bank, rendered within budget by ``hindsight_core`` and put in
+    the system message (``insert_method=InsertMethod.SYSTEM``) or before the user's question (``USER``).
+    When a turn completes (a user message, then the final assistant answer), it is handed to the core's
+    background storage: once, without tool traffic or ReAct reasoning, never blocking the call.
+
+    Use it in any ``memory=`` slot (chat engines, ``FunctionAgent``, ``ReActAgent``, ``AgentWorkflow``).
+    Build it with :meth:`from_defaults`. Memory failures never fail the call unless ``strict=True``:
+    :attr:`last_debug` says what happened.
+    """
+
+    token_limit: int = Field(default=DEFAULT_TOKEN_LIMIT, gt=0)
+    tokenizer_fn: Callable[[str], list[Any]] = Field(default_factory=get_tokenizer, exclude=True)
+    chat_history_token_ratio: float = Field(default=DEFAULT_CHAT_HISTORY_TOKEN_RATIO, ge=0.0, le=1.0)
+    insert_method: InsertMethod = InsertMethod.SYSTEM
+    bank_id: str | None = None
+    session_id: str | None = None
+    model: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    """Other ``hindsight_core`` settings (``budget``, ``max_memory_tokens``, ``hindsight_api_url``, ...)."""
+
+    _tracker: TurnTracker = PrivateAttr(default_factory=TurnTracker)
+    _turn_call: MemoryCall | None = PrivateAttr(default=None)
+    _turn_lookup: _Lookup | None = PrivateAttr(default=None)
+    _document_id: str | None = PrivateAttr(default=None)
+    _last_record: InjectionDebugInfo | None = PrivateAttr(default=None)
+    _core: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    def __init__(self, **data: Any) -> None:
+        super().__init__(**data)
+        options = dict(self.options)
+        mode = options.get("injection_mode")
+        if mode is not None:
+            wanted = check_options({"injection_mode": mode})["injection_mode"]
+            if "insert_method" in data and injection_mode(self.insert_method) is not wanted:
+                raise ConfigurationError(
+                    f"insert_method={self.insert_method} and injection_mode={mode!r} disagree; "
+                    "set insert_method only"
+                )
+            self.insert_method = (
+                InsertMethod.USER if wanted is InjectionMode.PREPEND_USER else InsertMethod.SYSTEM
+            )
+        core = core_options(self.bank_id, self.session_id, options)
+        check_options(core)
+        self._core = core
+        warm_up()  # loads the core's token counter in the background, before the first recall
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "HindsightMemory"
+
+    @classmethod
+    def from_defaults(
+        cls,
+        chat_history: list[ChatMessage] | None = None,
+        llm: LLM | None = None,
+        *,
+        bank_id: str | None = None,
+        session_id: str | None = None,
+        token_limit: int | None = None,
+        tokenizer_fn: Callable[[str], list[Any]] | None = None,
+        chat_store: BaseChatStore | None = None,
+        chat_store_key: str = DEFAULT_CHAT_STORE_KEY,
+        insert_method: InsertMethod | str = InsertMethod.SYSTEM,
+        chat_history_token_ratio: float = DEFAULT_CHAT_HISTORY_TOKEN_RATIO,
+        **options: Any,
+    ) -> HindsightMemory:
+        """A memory for one conversation.
+
+        ``chat_history``, ``llm`` and ``token_limit`` are what LlamaIndex engines pass: as in
+        ``ChatMemoryBuffer``, ``token_limit`` defaults to 75% of ``llm``'s context window, else 3000.
+        ``bank_id`` (else ``HINDSIGHT_BANK_ID``) names the memory bank; ``session_id`` names the document
+        the conversation is stored under (else one is derived from its first user message). Any other
+        keyword is a ``hindsight_core`` setting (``budget``, ``max_memory_tokens``, ``max_memories``,
+        ``fact_types``, ``use_reflect``, ``store_conversations``, ``hindsight_api_url``, ``api_key``,
+        ``recall_timeout``, ``strict``, ...), validated now.
+        """
+        if llm is not None:
+            token_limit = token_limit or int(llm.metadata.context_window * DEFAULT_TOKEN_LIMIT_RATIO)
+        elif token_limit is None:
+            token_limit = DEFAULT_TOKEN_LIMIT
+        model = llm.metadata.model_name if llm is not None else None
+        if chat_history is not None:
+            chat_store = chat_store or SimpleChatStore()
+            chat_store.set_messages(chat_store_key, chat_history)
+        method = insert_method if isinstance(insert_method, InsertMethod) else InsertMethod(insert_method)
+        data: dict[str, Any] = {
+            "token_limit": token_limit,
+            "tokenizer_fn": tokenizer_fn or get_tokenizer(),
+            "chat_store": chat_store or SimpleChatStore(),
+            "chat_store_key": chat_store_key,
+            "chat_history_token_ratio": chat_history_token_ratio,
+            "bank_id": bank_id,
+            "session_id": session_id,
+            "model": model if model and model != "unknown" else None,
+            "options": options,
+        }
+        if "injection_mode" not in options or insert_method != InsertMethod.SYSTEM:
+            data["insert_method"] = method
+        return cls(**data)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], **kwargs: Any) -> HindsightMemory:
+        from llama_index.core.storage.chat_store.loading import load_chat_store
+
+        data = {**data, **kwargs}
+        data.pop("class_name", None)
+        if isinstance(data.get("chat_store"), dict):
+            data["chat_store"] = load_chat_store(data["chat_store"])
+        return cls(**data)
+
+    @field_serializer("options")
+    def _serialize_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        return {key: value for key, value in options.items() if key != "api_key"}  # never the secret
+
+    @field_serializer("insert_method")
+    def _serialize_insert_method(self, method: InsertMethod) -> str:
+        return str(method.value)
+
+    # ------------------------------------------------------------------------------------------ reading
+
+    @property
+    def last_debug(self) -> InjectionDebugInfo | None:
+        """What memory did on the last ``get``/``aget`` (query, memories used, error...) and, once the
+        turn completed, what became of its storage (``storage_status``)."""
+        return self._last_record
+
+    @property
+    def settings(self) -> MemorySettings:
+        """The ``hindsight_core`` settings in effect (environment, then this memory's options)."""
+        return resolve(self._core)
+
+    def _needs_history(self, settings: MemorySettings) -> bool:
+        return not settings.effective_document_id and self._document_id is None
+
+    def _document(
+        self, settings: MemorySettings, history: Sequence[ChatMessage], extra: dict[str, Any] | None
+    ) -> str:
+        """The document this conversation is stored under (explicit, else from its first user message)."""
+        explicit = settings.effective_document_id
+        if explicit:
+            return explicit
+        with _STATE_LOCK:
+            if self._document_id is not None:
+                return self._document_id
+        first = first_user_message(history)
+        seed = [to_core_message(first)] if first is not None else ([extra] if extra is not None else [])
+        document = conversation_document_id(settings, seed)
+        if first is not None:
+            with _STATE_LOCK:
+                self._document_id = document
+        return document
+
+    def _plan(
+        self, history: Sequence[ChatMessage], input: str | ChatMessage | None, initial_token_count: int
+    ) -> tuple[_Lookup, MemoryCall | None]:
+        """The lookup for this ``get``, and the call made for the same lookup earlier in this turn."""
+        if initial_token_count > self.token_limit:
+            raise ValueError("Initial token count exceeds token limit")
+        if isinstance(input, ChatMessage):
+            query_message: dict[str, Any] | None = to_core_message(input)
+        elif isinstance(input, str) and input.strip():
+            query_message = {"role": "user", "content": input}
+        else:
+            last = last_user_message(history)
+            query_message = to_core_message(last) if last is not None else None
+        settings = resolve(self._core)
+        room = int((self.token_limit - initial_token_count) * (1.0 - self.chat_history_token_ratio))
+        budget = max(1, room if settings.max_memory_tokens is None else min(settings.max_memory_tokens, room))
+        settings = settings.model_copy(
+            update={
+                "document_id": self._document(settings, history, query_message),
+                "max_memory_tokens": budget,
+                "injection_mode": injection_mode(self.insert_method),
+            }
+        )
+        lookup = _Lookup((query_message,) if query_message is not None else (), settings)
+        with _STATE_LOCK:
+            call = self._turn_call
+            if call is not None and not call.finished and self._turn_lookup == lookup:
+                return lookup, call
+        return lookup, None
+
+    def _compose(
+        self,
+        history: list[ChatMessage],
+        lookup: _Lookup,
+        call: MemoryCall,
+        initial_token_count: int,
+    ) -> list[ChatMessage]:
+        """The recent history that fits next to the memory block, with the block inserted."""
+        with _STATE_LOCK:
+            self._turn_call = call
+            self._turn_lookup = lookup
+            self._last_record = call.record
+        block = call.record.memory_context if call.record.injected else ""
+        used = initial_token_count + (len(self.tokenizer_fn(block)) if block else 0)
+        buffer = ChatMemoryBuffer(
+            token_limit=self.token_limit,
+            tokenizer_fn=self.tokenizer_fn,
+            chat_store=SimpleChatStore(store={_HISTORY_KEY: history}),
+            chat_store_key=_HISTORY_KEY,
+        )
+        recent = buffer.get(initial_token_count=min(used, self.token_limit))
+        return insert_memory(recent, block, self.insert_method)
+
+    def get(
+        self, input: str | ChatMessage | None = None, initial_token_count: int = 0, **kwargs: Any
+    ) -> list[ChatMessage]:
+        """The recent chat history within ``token_limit``, with recalled memories inserted.
+
+        The query is ``input`` when given (chat engines pass the new user message before adding it to
+        the history), else the last user message. Memories are recalled once per turn: later ``get``
+        calls for the same question (an agent's tool loop) reuse them.
+        """
+        history = self.chat_store.get_messages(self.chat_store_key)
+        lookup, call = self._plan(history, input, initial_token_count)
+        if call is None:
+            call = PIPELINE.prepare(list(lookup.query), lookup.settings, model=self.model)
+        return self._compose(history, lookup, call, initial_token_count)
+
+    async def aget(
+        self, input: str | ChatMessage | None = None, initial_token_count: int = 0, **kwargs: Any
+    ) -> list[ChatMessage]:
+        """:meth:`get` for asyncio: the chat store and the recall are awaited, nothing blocks the loop."""
+        history = await self.chat_store.aget_messages(self.chat_store_key)
+        lookup, call = self._plan(history, input, initial_token_count)
+        if call is None:
+            call = await PIPELINE.aprepare(list(lookup.query), lookup.settings, model=self.model)
+        return self._compose(history, lookup, call, initial_token_count)
+
+    # ------------------------------------------------------------------------------------------ writing
+
+    def _completed(self, messages: Sequence[ChatMessage]) -> list[tuple[CompletedTurn, MemoryCall | None]]:
+        """Feed ``messages`` to the turn tracker; the turns they complete, the first with this turn's call."""
+        with _STATE_LOCK:
+            turns = self._tracker.add_all(messages)
+            if not turns:
+                return []
+            call, self._turn_call, self._turn_lookup = self._turn_call, None, None
+        return [(turn, call if index == 0 else None) for index, turn in enumerate(turns)]
+
+    def _storage_call(
+        self,
+        turn: CompletedTurn,
+        call: MemoryCall | None,
+        settings: MemorySettings,
+        history: Sequence[ChatMessage],
+    ) -> tuple[MemoryCall | None, list[dict[str, Any]], MemorySettings]:
+        user = [to_core_message(m) for m in turn.user]
+        settings = settings.model_copy(
+            update={"document_id": self._document(settings, history, user[0]), "inject_memories": False}
+        )
+        if call is not None and not call.finished:
+            call.original = list(user)  # what this turn said, whatever the lookup was asked
+            return call, user, settings
+        return None, user, settings
+
+    def _observe(self, messages: Sequence[ChatMessage]) -> None:
+        completed = self._completed(messages)
+        if not completed:
+            return
+        base = resolve(self._core)
+        history = self.chat_store.get_messages(self.chat_store_key) if self._needs_history(base) else []
+        for turn, earlier in completed:
+            call, user, settings = self._storage_call(turn, earlier, base, history)
+            if call is None:
+                call = PIPELINE.prepare(user, settings, model=self.model)  # no I/O: lookups are off
+            PIPELINE.finish(call, turn.answer)
+
+    async def _aobserve(self, messages: Sequence[ChatMessage]) -> None:
+        completed = self._completed(messages)
+        if not completed:
+            return
+        base = resolve(self._core)
+        history = (
+            await self.chat_store.aget_messages(self.chat_store_key) if self._needs_history(base) else []
+        )
+        for turn, earlier in completed:
+            call, user, settings = self._storage_call(turn, earlier, base, history)
+            if call is None:
+                call = await PIPELINE.aprepare(user, settings, model=self.model)
+            await PIPELINE.afinish(call, turn.answer)
+
+    def put(self, message: ChatMessage) -> None:
+        """Add ``message`` to the history; when it completes a turn, queue the turn for storage."""
+        self.chat_store.add_message(self.chat_store_key, message)
+        self._observe([message])
+
+    async def aput(self, message: ChatMessage) -> None:
+        await self.chat_store.async_add_message(self.chat_store_key, message)
+        await self._aobserve([message])
+
+    def put_messages(self, messages: list[ChatMessage]) -> None:
+        for message in messages:
+            self.chat_store.add_message(self.chat_store_key, message)
+        self._observe(messages)
+
+    async def aput_messages(self, messages: list[ChatMessage]) -> None:
+        for message in messages:
+            await self.chat_store.async_add_message(self.chat_store_key, message)
+        await self._aobserve(messages)
+
+    def _forget_turn(self, history: Sequence[ChatMessage] = ()) -> None:
+        """Start over from ``history``: its answered turns count as stored; a question at its end that
+        has no answer yet is the turn in progress."""
+        with _STATE_LOCK:
+            self._tracker.clear()
+            self._tracker.add_all(history)  # the turns it completes are history: not stored
+            self._turn_call = None
+            self._turn_lookup = None
+            self._document_id = None
+
+    def set(self, messages: list[ChatMessage]) -> None:
+        """Replace the history with ``messages`` (engines do this when given ``chat_history=``). Their
+        answered turns are taken as already stored: only turns completed by later ``put`` calls are."""
+        self.chat_store.set_messages(self.chat_store_key, messages)
+        self._forget_turn(messages)
+
+    async def aset(self, messages: list[ChatMessage]) -> None:
+        await self.chat_store.aset_messages(self.chat_store_key, messages)
+        self._forget_turn(messages)
+
+    def reset(self) -> None:
+        """Clear the short-term history (long-term memory in the Hindsight bank is kept)."""
+        self.chat_store.delete_messages(self.chat_store_key)
+        self._forget_turn()
+
+    async def areset(self) -> None:
+        await self.chat_store.adelete_messages(self.chat_store_key)
+        self._forget_turn()
+
+    # ------------------------------------------------------------------------------------------ storage
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until the turns queued so far are stored (or failed); False if ``timeout`` ran out."""
+        return PIPELINE.storage.flush(timeout)
+
+    async def aflush(self, timeout: float | None = None) -> bool:
+        return await PIPELINE.storage.aflush(timeout)
