@@ -150,3 +150,32 @@ def test_twenty_threads_with_their_own_banks(
         assert sum(s in contexts[bank] for s in secrets) == 1
         stored = settled_text(hindsight_server, bank, "s", [f"I am {bank}."])
         assert sum(s in stored for s in secrets) == 1
+
+
+def test_store_without_lookup_appends_the_turn(
+    pipeline: MemoryPipeline, hindsight_server: str, bank_id: str
+) -> None:
+    from hindsight_core import get_last_debug
+
+    seed_bank(hindsight_server, bank_id)
+    settings = MemorySettings(hindsight_api_url=hindsight_server, bank_id=bank_id, session_id="store-only")
+    before = get_last_debug()
+    record = pipeline.store([{"role": "user", "content": "Stored directly, no recall."}], "Fine.", settings)
+    assert get_last_debug() is before  # storage-only calls leave the last lookup record alone
+    assert record.storage_status in ("queued", "stored")
+    assert pipeline.storage.flush(timeout=60)
+    assert record.storage_status == "stored"
+    text = settled_text(hindsight_server, bank_id, "store-only", ["Stored directly"])
+    assert text == "user: Stored directly, no recall.\nassistant: Fine."
+    excluded = settings.model_copy(update={"excluded_models": ("secret-*",)})
+    skipped = pipeline.store([{"role": "user", "content": "x"}], "y", excluded, model="secret-model")
+    assert skipped.storage_status == "skipped"
+
+
+async def test_astore(pipeline: MemoryPipeline, hindsight_server: str, bank_id: str) -> None:
+    seed_bank(hindsight_server, bank_id)
+    settings = MemorySettings(hindsight_api_url=hindsight_server, bank_id=bank_id, session_id="astore")
+    record = await pipeline.astore([{"role": "user", "content": "Async store."}], "Ok.", settings)
+    assert await pipeline.storage.aflush(timeout=60)
+    assert record.storage_status == "stored"
+    assert "user: Async store." in settled_text(hindsight_server, bank_id, "astore", ["Async store."])

@@ -300,6 +300,52 @@ class MemoryPipeline:
 
     # -------------------------------------------------------------------------------------------- storage
 
+    def _storage_call(
+        self, messages: Sequence[Message], settings: MemorySettings, model: str | None
+    ) -> MemoryCall:
+        original = list(messages)
+        record = InjectionDebugInfo(
+            mode=settings.mode,
+            query=None,
+            bank_id=settings.bank_id,
+            model=model,
+            skipped_reason="storage only",
+        )
+        store = settings.store_conversations and bool(settings.bank_id) and not settings.is_excluded(model)
+        if settings.bank_id:
+            record.document_id = conversation_document_id(settings, original)
+        return MemoryCall(
+            messages=[], original=original, settings=settings, record=record, model=model, store=store
+        )
+
+    def store(
+        self,
+        messages: Sequence[Message],
+        reply: Message | str | None,
+        settings: MemorySettings,
+        *,
+        model: str | None = None,
+    ) -> InjectionDebugInfo:
+        """Queue an exchange for storage without a memory lookup (for adapters whose framework completes a
+        turn somewhere else than where memory was read). Returns the record that tracks its storage; the
+        thread's "last debug record" is left alone."""
+        call = self._storage_call(messages, settings, model)
+        self.finish(call, reply)
+        return call.record
+
+    async def astore(
+        self,
+        messages: Sequence[Message],
+        reply: Message | str | None,
+        settings: MemorySettings,
+        *,
+        model: str | None = None,
+    ) -> InjectionDebugInfo:
+        """:meth:`store` for asyncio."""
+        call = self._storage_call(messages, settings, model)
+        await self.afinish(call, reply)
+        return call.record
+
     def _turn(self, call: MemoryCall, reply: Message | str | None) -> Turn | None:
         record = call.record
         if call.finished:
