@@ -20,6 +20,7 @@ many.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,7 +49,6 @@ FACTS_HEADING = "Based on these memories:"
 
 _BLOCK = re.compile(re.escape(MEMORY_OPEN) + r".*?" + re.escape(MEMORY_CLOSE) + r"\s*", re.DOTALL)
 _TAG = re.compile(r"</?\s*hindsight_memories\s*>", re.IGNORECASE)
-_SPACE = re.compile(r"\s+")
 
 
 @dataclass(frozen=True)
@@ -70,13 +70,16 @@ class RenderedMemory:
     tokens: int
 
 
+@functools.lru_cache(maxsize=64)
 def _label(memory_type: str | None) -> str:
     return (memory_type or "memory").replace("_", " ").replace("-", " ").upper()
 
 
 def _clean(text: str) -> str:
     """One line, with any delimiter look-alike removed so memory text cannot close the block early."""
-    return _SPACE.sub(" ", _TAG.sub("", text)).strip()
+    if "<" in text:
+        text = _TAG.sub("", text)
+    return " ".join(text.split())
 
 
 def _frame(body: str) -> str:
