@@ -219,9 +219,9 @@ class HindsightMiddleware(AgentMiddleware[HindsightState, Any, Any]):
 
     def _exchange(
         self, state: HindsightState, runtime: Runtime[Any]
-    ) -> tuple[MemoryCall, dict[str, Any] | str | None] | None:
-        """The run's exchange as a call ready for storage (no I/O): the conversation up to this run's input,
-        and the final answer. None when the run produced no answer."""
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | str | None, MemorySettings] | None:
+        """The run's exchange, ready for storage (no I/O): the conversation up to this run's input, the
+        final answer and the run's settings. None when the run produced no answer."""
         messages = state["messages"]
         run = state.get(RUN_STATE_KEY) or {}
         last_input_id = run.get("last_input_id")
@@ -234,21 +234,17 @@ class HindsightMiddleware(AgentMiddleware[HindsightState, Any, Any]):
         answer = next((m for m in reversed(messages[end + 1 :]) if isinstance(m, AIMessage)), None)
         if answer is None:
             return None
-        settings = self._settings(runtime)
-        # The recall was done before the run; this call only builds the turn (no lookup, no I/O).
-        call = self._pipeline.prepare(
-            to_dicts(messages[: end + 1]), settings.model_copy(update={"inject_memories": False})
-        )
-        return call, reply_of(answer)
+        return to_dicts(messages[: end + 1]), reply_of(answer), self._settings(runtime)
 
     def after_agent(self, state: HindsightState, runtime: Runtime[Any]) -> dict[str, Any] | None:
+        """Queue the run's exchange for storage (no lookup: the recall was done in ``before_agent``)."""
         exchange = self._exchange(state, runtime)
         if exchange is not None:
-            self._pipeline.finish(*exchange)
+            self._pipeline.store(*exchange)
         return None
 
     async def aafter_agent(self, state: HindsightState, runtime: Runtime[Any]) -> dict[str, Any] | None:
         exchange = self._exchange(state, runtime)
         if exchange is not None:
-            await self._pipeline.afinish(*exchange)
+            await self._pipeline.astore(*exchange)
         return None

@@ -89,6 +89,9 @@ class HindsightMemory(BaseChatStoreMemory):
     _turn_lookup: _Lookup | None = PrivateAttr(default=None)
     _document_id: str | None = PrivateAttr(default=None)
     _last_record: InjectionDebugInfo | None = PrivateAttr(default=None)
+    _stored: tuple[InjectionDebugInfo, InjectionDebugInfo] | None = PrivateAttr(default=None)
+    """The last stored turn: its lookup record and the record ``store`` returned, which the storage worker
+    updates (its status is copied to the lookup record, see :meth:`_sync_storage`)."""
     _core: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     def __init__(self, **data: Any) -> None:
@@ -188,6 +191,7 @@ class HindsightMemory(BaseChatStoreMemory):
     def last_debug(self) -> InjectionDebugInfo | None:
         """What memory did on the last ``get``/``aget`` (query, memories used, error...) and, once the
         turn completed, what became of its storage (``storage_status``)."""
+        self._sync_storage()
         return self._last_record
 
     @property
@@ -305,21 +309,44 @@ class HindsightMemory(BaseChatStoreMemory):
             call, self._turn_call, self._turn_lookup = self._turn_call, None, None
         return [(turn, call if index == 0 else None) for index, turn in enumerate(turns)]
 
-    def _storage_call(
+    def _storage(
         self,
         turn: CompletedTurn,
         call: MemoryCall | None,
-        settings: MemorySettings,
+        base: MemorySettings,
         history: Sequence[ChatMessage],
-    ) -> tuple[MemoryCall | None, list[dict[str, Any]], MemorySettings]:
+    ) -> tuple[list[dict[str, Any]], MemorySettings, str | None]:
+        """What to store for ``turn`` (what this turn said, whatever the lookup was asked), its settings and
+        model: those of the turn's lookup ``call`` when there is one (same document, and a call that was
+        not to be stored is not), else this memory's."""
         user = [to_core_message(m) for m in turn.user]
-        settings = settings.model_copy(
-            update={"document_id": self._document(settings, history, user[0]), "inject_memories": False}
+        if call is not None:
+            settings = call.settings
+            if not call.store:
+                settings = settings.model_copy(update={"store_conversations": False})
+            return user, settings, call.model
+        return (
+            user,
+            base.model_copy(update={"document_id": self._document(base, history, user[0])}),
+            self.model,
         )
-        if call is not None and not call.finished:
-            call.original = list(user)  # what this turn said, whatever the lookup was asked
-            return call, user, settings
-        return None, user, settings
+
+    def _track(self, call: MemoryCall | None, stored: InjectionDebugInfo) -> None:
+        """Report the storage of a turn on the record of its lookup (what :attr:`last_debug` shows)."""
+        if call is None:
+            return
+        with _STATE_LOCK:
+            self._stored = (call.record, stored)
+        self._sync_storage()
+
+    def _sync_storage(self) -> None:
+        """Copy the storage status of the last stored turn to its lookup record (the storage worker updates
+        the record ``store`` returned)."""
+        with _STATE_LOCK:
+            stored = self._stored
+        if stored is not None:
+            lookup, storage = stored
+            lookup.storage_status, lookup.storage_error = storage.storage_status, storage.storage_error
 
     def _observe(self, messages: Sequence[ChatMessage]) -> None:
         completed = self._completed(messages)
@@ -327,11 +354,9 @@ class HindsightMemory(BaseChatStoreMemory):
             return
         base = resolve(self._core)
         history = self.chat_store.get_messages(self.chat_store_key) if self._needs_history(base) else []
-        for turn, earlier in completed:
-            call, user, settings = self._storage_call(turn, earlier, base, history)
-            if call is None:
-                call = PIPELINE.prepare(user, settings, model=self.model)  # no I/O: lookups are off
-            PIPELINE.finish(call, turn.answer)
+        for turn, call in completed:
+            user, settings, model = self._storage(turn, call, base, history)
+            self._track(call, PIPELINE.store(user, turn.answer, settings, model=model))
 
     async def _aobserve(self, messages: Sequence[ChatMessage]) -> None:
         completed = self._completed(messages)
@@ -341,11 +366,9 @@ class HindsightMemory(BaseChatStoreMemory):
         history = (
             await self.chat_store.aget_messages(self.chat_store_key) if self._needs_history(base) else []
         )
-        for turn, earlier in completed:
-            call, user, settings = self._storage_call(turn, earlier, base, history)
-            if call is None:
-                call = await PIPELINE.aprepare(user, settings, model=self.model)
-            await PIPELINE.afinish(call, turn.answer)
+        for turn, call in completed:
+            user, settings, model = self._storage(turn, call, base, history)
+            self._track(call, await PIPELINE.astore(user, turn.answer, settings, model=model))
 
     def put(self, message: ChatMessage) -> None:
         """Add ``message`` to the history; when it completes a turn, queue the turn for storage."""
@@ -399,7 +422,11 @@ class HindsightMemory(BaseChatStoreMemory):
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until the turns queued so far are stored (or failed); False if ``timeout`` ran out."""
-        return PIPELINE.storage.flush(timeout)
+        done = PIPELINE.storage.flush(timeout)
+        self._sync_storage()
+        return done
 
     async def aflush(self, timeout: float | None = None) -> bool:
-        return await PIPELINE.storage.aflush(timeout)
+        done = await PIPELINE.storage.aflush(timeout)
+        self._sync_storage()
+        return done

@@ -93,10 +93,7 @@ class HindsightMemoryBlock(BaseMemoryBlock[str]):
         if not turns:
             return
         settings = resolve(self._core)
-        updates: dict[str, Any] = {"inject_memories": False}
         if not settings.effective_document_id:
-            updates.update(self._document(session))
-        settings = settings.model_copy(update=updates)
+            settings = settings.model_copy(update=self._document(session))
         for turn in turns:
-            call = await PIPELINE.aprepare([to_core_message(m) for m in turn.user], settings)
-            await PIPELINE.afinish(call, turn.answer)
+            await PIPELINE.astore([to_core_message(m) for m in turn.user], turn.answer, settings)
