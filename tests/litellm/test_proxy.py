@@ -23,6 +23,9 @@ import litellm
 import openai
 import pytest
 from litellm.proxy._types import UserAPIKeyAuth
+from litellm.proxy.common_utils.user_api_key_cache import UserApiKeyCache
+from litellm.proxy.types_utils.utils import get_instance_fn
+from litellm.proxy.utils import ProxyLogging
 
 import hindsight_litellm as hl
 from hindsight_core.debug import InjectionDebugInfo
@@ -332,6 +335,73 @@ async def test_concurrent_requests_keep_their_exchanges_apart(hindsight_server: 
             text, f"user: I am {name}; what is my favourite colour?", f"assistant: Hello {name}."
         )
         assert other not in text
+
+
+# ------------------------------------------------------------------- the proxy's own loader and dispatcher
+
+PROXY_DIR = Path(__file__).parent / "proxy"
+
+
+def _ready_made(hindsight_server: str, bank: str) -> tuple[HindsightProxyHook, str]:
+    """``hindsight_litellm.proxy.hindsight_proxy_hook``-style: an instance of the class itself."""
+    return HindsightProxyHook(hindsight_api_url=hindsight_server, bank_id=bank), bank
+
+
+def _from_module_next_to_config(hindsight_server: str, bank: str) -> tuple[HindsightProxyHook, str]:
+    """``callbacks: custom_hooks.hook`` with ``custom_hooks.py`` next to ``config.yaml`` (a subclass)."""
+    seed_bank(hindsight_server, f"team-{bank}", FACTS)
+    loaded = get_instance_fn("custom_hooks.hook", config_file_path=str(PROXY_DIR / "config.yaml"))
+    assert isinstance(loaded, HindsightProxyHook)
+    assert type(loaded) is not HindsightProxyHook
+    return loaded, f"team-{bank}"
+
+
+@pytest.mark.parametrize("load", [_ready_made, _from_module_next_to_config], ids=["instance", "subclass"])
+async def test_the_proxy_dispatcher_runs_every_hook(
+    load: Any,
+    hindsight_server: str,
+    seeded: str,
+    fake_openai: FakeOpenAI,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Through LiteLLM's ``ProxyLogging``, which only calls hooks a callback's own class defines."""
+    monkeypatch.setenv("HINDSIGHT_API_URL", hindsight_server)
+    hook, bank = load(hindsight_server, seeded)
+    monkeypatch.setattr(litellm, "callbacks", [hook])
+    proxy_logging = ProxyLogging(user_api_key_cache=UserApiKeyCache())
+    fake_openai.reply = REPLY
+
+    plain = await proxy_logging.pre_call_hook(
+        user_api_key_dict=auth(),
+        data=request(user=seeded, hindsight_session_id="plain"),
+        call_type="acompletion",
+    )
+    assert plain is not None
+    assert MEMORY in plain["messages"][0]["content"]
+    assert last_debug().bank_id == bank
+    await proxy_logging.post_call_success_hook(
+        data=plain, response=await reply_for(plain), user_api_key_dict=auth()
+    )
+
+    streamed = await proxy_logging.pre_call_hook(
+        user_api_key_dict=auth(),
+        data=request(user=seeded, stream=True, hindsight_session_id="streamed"),
+        call_type="acompletion",
+    )
+    assert streamed is not None
+    assert MEMORY in streamed["messages"][0]["content"]
+    chunks = await chunks_from(fake_openai, streamed)
+    passed = [
+        chunk
+        async for chunk in proxy_logging.async_post_call_streaming_iterator_hook(
+            response=replay(chunks), user_api_key_dict=auth(), request_data=streamed
+        )
+    ]
+    assert len(passed) == len(chunks)
+
+    for document in ("plain", "streamed"):
+        text = stored_text(hindsight_server, bank, document)
+        assert_stored_once(text, f"user: {QUESTION}", f"assistant: {REPLY}")
 
 
 # ----------------------------------------------------------------------------------- the real LiteLLM proxy

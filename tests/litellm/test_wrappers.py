@@ -8,6 +8,7 @@ hold the exchange once, without the injected memory.
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -254,6 +255,25 @@ def test_openai_stream_closed_early_stores_what_arrived(
     text = stored_text(hindsight_server, seeded, last_debug().document_id)
     assert_stored_once(text, f"user: {QUESTION}", f"assistant: {received.strip()}")
     assert REPLY not in text
+
+
+def test_openai_stream_abandoned_midway_still_stores_what_arrived(
+    oai: openai.OpenAI, fake_openai: FakeOpenAI, hindsight_server: str, seeded: str
+) -> None:
+    wrapped = hl.wrap_openai(oai, hindsight_api_url=hindsight_server, bank_id=seeded)
+    before = submitted()
+    stream = wrapped.chat.completions.create(model="gpt-4o-mini", messages=user(), stream=True)
+    received = ""
+    for chunk in stream:
+        received += chunk.choices[0].delta.content or ""
+        if received:
+            break
+    document = last_debug().document_id
+    del stream, chunk  # neither closed nor exhausted: dropped
+    gc.collect()
+    assert submitted() - before == 1
+    text = stored_text(hindsight_server, seeded, document)
+    assert_stored_once(text, f"user: {QUESTION}", f"assistant: {received.strip()}")
 
 
 def test_openai_stream_as_context_manager(

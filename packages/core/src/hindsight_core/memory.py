@@ -301,16 +301,21 @@ class MemoryPipeline:
     # -------------------------------------------------------------------------------------------- storage
 
     def _storage_call(
-        self, messages: Sequence[Message], settings: MemorySettings, model: str | None
+        self,
+        messages: Sequence[Message],
+        settings: MemorySettings,
+        model: str | None,
+        record: InjectionDebugInfo | None,
     ) -> MemoryCall:
         original = list(messages)
-        record = InjectionDebugInfo(
-            mode=settings.mode,
-            query=None,
-            bank_id=settings.bank_id,
-            model=model,
-            skipped_reason="storage only",
-        )
+        if record is None:
+            record = InjectionDebugInfo(
+                mode=settings.mode,
+                query=None,
+                bank_id=settings.bank_id,
+                model=model,
+                skipped_reason="storage only",
+            )
         store = settings.store_conversations and bool(settings.bank_id) and not settings.is_excluded(model)
         if settings.bank_id:
             record.document_id = conversation_document_id(settings, original)
@@ -325,11 +330,14 @@ class MemoryPipeline:
         settings: MemorySettings,
         *,
         model: str | None = None,
+        record: InjectionDebugInfo | None = None,
     ) -> InjectionDebugInfo:
-        """Queue an exchange for storage without a memory lookup (for adapters whose framework completes a
-        turn somewhere else than where memory was read). Returns the record that tracks its storage; the
-        thread's "last debug record" is left alone."""
-        call = self._storage_call(messages, settings, model)
+        """Queue an exchange for storage without a memory lookup, for adapters whose framework completes a
+        turn somewhere else than where memory was read.
+
+        The storage status is tracked on ``record`` (e.g. the record of the lookup made for this turn) or,
+        without one, on a new record, which is returned. The thread's "last debug record" is left alone."""
+        call = self._storage_call(messages, settings, model, record)
         self.finish(call, reply)
         return call.record
 
@@ -340,9 +348,10 @@ class MemoryPipeline:
         settings: MemorySettings,
         *,
         model: str | None = None,
+        record: InjectionDebugInfo | None = None,
     ) -> InjectionDebugInfo:
         """:meth:`store` for asyncio."""
-        call = self._storage_call(messages, settings, model)
+        call = self._storage_call(messages, settings, model, record)
         await self.afinish(call, reply)
         return call.record
 

@@ -13,6 +13,9 @@ Importing this module imports LiteLLM.
 from __future__ import annotations
 
 import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Any
 
 from litellm.integrations.custom_logger import CustomLogger
@@ -21,14 +24,54 @@ from ._messages import openai_reply, to_message_dicts
 from .config import LAYERS, PIPELINE
 from .integration import is_enabled
 
-__all__ = ["HindsightCallback", "cleanup_callback", "get_callback"]
+__all__ = ["HindsightCallback", "cleanup_callback", "get_callback", "memory_call_id"]
+
+_MAX_MEMORY_CALLS = 10_000
+_memory_calls: OrderedDict[str, None] = OrderedDict()
+_memory_calls_lock = threading.Lock()
+
+
+def memory_call_id(kwargs: Mapping[str, Any]) -> str:
+    """The ``litellm_call_id`` to send with a LiteLLM call the memory wrappers make (the caller's own, else
+    a new one), remembered so that :class:`HindsightCallback` does not store that call a second time.
+
+    LiteLLM hands the id to every callback of the call, whatever thread, task or stream logs it, which a
+    process flag or a context variable cannot guarantee (a sync stream is logged from a thread pool that
+    does not carry the caller's context).
+    """
+    given = kwargs.get("litellm_call_id")
+    call_id = given if isinstance(given, str) and given else str(uuid.uuid4())
+    with _memory_calls_lock:
+        _memory_calls[call_id] = None
+        _memory_calls.move_to_end(call_id)
+        while len(_memory_calls) > _MAX_MEMORY_CALLS:
+            _memory_calls.popitem(last=False)
+    return call_id
+
+
+def _is_memory_call(kwargs: Mapping[str, Any]) -> bool:
+    call_id = kwargs.get("litellm_call_id")
+    with _memory_calls_lock:
+        return isinstance(call_id, str) and call_id in _memory_calls
+
+
+# LiteLLM copies a CustomLogger registered in ``litellm.callbacks`` into these lists on the next call.
+_REGISTRIES = (
+    "callbacks",
+    "input_callback",
+    "success_callback",
+    "_async_success_callback",
+    "failure_callback",
+    "_async_failure_callback",
+    "service_callback",
+)
 
 
 class HindsightCallback(CustomLogger):
     """Stores the conversations of successful LiteLLM calls made while memory is not active."""
 
     def _store(self, kwargs: dict[str, Any], response: Any) -> None:
-        if is_enabled():
+        if is_enabled() or _is_memory_call(kwargs):
             return  # the memory wrappers store these calls themselves
         settings = LAYERS.resolve()
         if not settings.bank_id or not settings.store_conversations:
@@ -50,12 +93,14 @@ class HindsightCallback(CustomLogger):
         self._store(kwargs, response_obj)
 
     def close(self) -> None:
-        """Remove this callback from ``litellm.callbacks``."""
+        """Remove this callback from ``litellm.callbacks`` and every list LiteLLM copied it into."""
         import litellm
 
-        for registry in (litellm.callbacks, litellm.success_callback, litellm._async_success_callback):
-            while self in registry:
-                registry.remove(self)
+        for name in _REGISTRIES:
+            registry = getattr(litellm, name, None)
+            if isinstance(registry, list):
+                while self in registry:
+                    registry.remove(self)
 
 
 _lock = threading.Lock()

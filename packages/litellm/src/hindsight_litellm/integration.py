@@ -95,6 +95,14 @@ def _split_call(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str | No
     return (str(model) if model is not None else None), messages
 
 
+def _send_arguments(kwargs: dict[str, Any], injected: list[dict[str, Any]]) -> dict[str, Any]:
+    """The call as LiteLLM gets it: the injected messages, and a ``litellm_call_id`` that marks it as
+    handled by memory (so ``HindsightCallback`` never stores it again; LiteLLM does not send it on)."""
+    from .callbacks import memory_call_id  # imports LiteLLM, which this call is about to use anyway
+
+    return {**kwargs, "messages": injected, "litellm_call_id": memory_call_id(kwargs)}
+
+
 def completion(*args: Any, **kwargs: Any) -> Any:
     """``litellm.completion`` with memory: memories injected before the call, the exchange stored after.
 
@@ -105,7 +113,7 @@ def completion(*args: Any, **kwargs: Any) -> Any:
     model, messages = _split_call(args, kwargs)
 
     def send(injected: list[dict[str, Any]]) -> Any:
-        return _litellm("completion")(**{**kwargs, "messages": injected})
+        return _litellm("completion")(**_send_arguments(kwargs, injected))
 
     return call_with_memory(
         settings,
@@ -124,7 +132,7 @@ async def acompletion(*args: Any, **kwargs: Any) -> Any:
     model, messages = _split_call(args, kwargs)
 
     async def send(injected: list[dict[str, Any]]) -> Any:
-        return await _litellm("acompletion")(**{**kwargs, "messages": injected})
+        return await _litellm("acompletion")(**_send_arguments(kwargs, injected))
 
     return await acall_with_memory(
         settings,

@@ -55,8 +55,24 @@ _MAX_PENDING = 10_000
 _ADMIN_USER_ID = str(getattr(litellm_constants, "LITELLM_PROXY_ADMIN_NAME", "default_user_id"))
 
 
+_HOOKS = (
+    "async_pre_call_hook",
+    "async_post_call_success_hook",
+    "async_post_call_streaming_iterator_hook",
+    "async_post_call_failure_hook",
+)
+
+
 class HindsightProxyHook(CustomLogger):
     """Memory for the chat requests a LiteLLM proxy serves. Options are memory settings."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # The proxy only calls a hook defined in the callback's own class (it looks in
+        # ``type(callback).__dict__``): a subclass that changes nothing else would silently get no memory.
+        super().__init_subclass__(**kwargs)
+        for name in _HOOKS:
+            if name not in vars(cls):
+                setattr(cls, name, getattr(cls, name))
 
     def __init__(
         self,

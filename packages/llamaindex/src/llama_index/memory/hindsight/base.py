@@ -89,9 +89,6 @@ class HindsightMemory(BaseChatStoreMemory):
     _turn_lookup: _Lookup | None = PrivateAttr(default=None)
     _document_id: str | None = PrivateAttr(default=None)
     _last_record: InjectionDebugInfo | None = PrivateAttr(default=None)
-    _stored: tuple[InjectionDebugInfo, InjectionDebugInfo] | None = PrivateAttr(default=None)
-    """The last stored turn: its lookup record and the record ``store`` returned, which the storage worker
-    updates (its status is copied to the lookup record, see :meth:`_sync_storage`)."""
     _core: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     def __init__(self, **data: Any) -> None:
@@ -191,7 +188,6 @@ class HindsightMemory(BaseChatStoreMemory):
     def last_debug(self) -> InjectionDebugInfo | None:
         """What memory did on the last ``get``/``aget`` (query, memories used, error...) and, once the
         turn completed, what became of its storage (``storage_status``)."""
-        self._sync_storage()
         return self._last_record
 
     @property
@@ -331,23 +327,6 @@ class HindsightMemory(BaseChatStoreMemory):
             self.model,
         )
 
-    def _track(self, call: MemoryCall | None, stored: InjectionDebugInfo) -> None:
-        """Report the storage of a turn on the record of its lookup (what :attr:`last_debug` shows)."""
-        if call is None:
-            return
-        with _STATE_LOCK:
-            self._stored = (call.record, stored)
-        self._sync_storage()
-
-    def _sync_storage(self) -> None:
-        """Copy the storage status of the last stored turn to its lookup record (the storage worker updates
-        the record ``store`` returned)."""
-        with _STATE_LOCK:
-            stored = self._stored
-        if stored is not None:
-            lookup, storage = stored
-            lookup.storage_status, lookup.storage_error = storage.storage_status, storage.storage_error
-
     def _observe(self, messages: Sequence[ChatMessage]) -> None:
         completed = self._completed(messages)
         if not completed:
@@ -356,7 +335,7 @@ class HindsightMemory(BaseChatStoreMemory):
         history = self.chat_store.get_messages(self.chat_store_key) if self._needs_history(base) else []
         for turn, call in completed:
             user, settings, model = self._storage(turn, call, base, history)
-            self._track(call, PIPELINE.store(user, turn.answer, settings, model=model))
+            PIPELINE.store(user, turn.answer, settings, model=model, record=call.record if call else None)
 
     async def _aobserve(self, messages: Sequence[ChatMessage]) -> None:
         completed = self._completed(messages)
@@ -368,7 +347,9 @@ class HindsightMemory(BaseChatStoreMemory):
         )
         for turn, call in completed:
             user, settings, model = self._storage(turn, call, base, history)
-            self._track(call, await PIPELINE.astore(user, turn.answer, settings, model=model))
+            await PIPELINE.astore(
+                user, turn.answer, settings, model=model, record=call.record if call else None
+            )
 
     def put(self, message: ChatMessage) -> None:
         """Add ``message`` to the history; when it completes a turn, queue the turn for storage."""
@@ -422,11 +403,7 @@ class HindsightMemory(BaseChatStoreMemory):
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until the turns queued so far are stored (or failed); False if ``timeout`` ran out."""
-        done = PIPELINE.storage.flush(timeout)
-        self._sync_storage()
-        return done
+        return PIPELINE.storage.flush(timeout)
 
     async def aflush(self, timeout: float | None = None) -> bool:
-        done = await PIPELINE.storage.aflush(timeout)
-        self._sync_storage()
-        return done
+        return await PIPELINE.storage.aflush(timeout)
