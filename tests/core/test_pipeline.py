@@ -290,6 +290,15 @@ def test_prepend_user_mode_goes_before_the_last_user_message() -> None:
     assert only == [{"role": "user", "content": f"{BLOCK}\n\nq"}]
 
 
+def test_prepend_user_keeps_anthropic_tool_results_first() -> None:
+    content = [
+        {"type": "tool_result", "tool_use_id": "t1", "content": "18C"},
+        {"type": "text", "text": "And tomorrow?"},
+    ]
+    result = inject([{"role": "user", "content": content}], BLOCK, InjectionMode.PREPEND_USER)
+    assert result[0]["content"] == [content[0], {"type": "text", "text": BLOCK}, content[1]]
+
+
 def test_prepend_user_without_a_user_message_uses_the_system_message() -> None:
     result = inject([{"role": "system", "content": "s"}], BLOCK, InjectionMode.PREPEND_USER)
     assert result == [{"role": "system", "content": f"s\n\n{BLOCK}"}]

@@ -210,6 +210,34 @@ async def test_bank_selection_order(
     await hook.async_post_call_failure_hook(result, RuntimeError("not sent"), auth(**key))
 
 
+async def test_untrusted_requests_cannot_choose_the_bank_or_the_server(
+    hindsight_server: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    hook = HindsightProxyHook(
+        hindsight_api_url=hindsight_server,
+        bank_id="fallback-bank",
+        bank_prefix="team-",
+        trust_request_bank=False,
+    )
+    data = request(
+        user="someone-else", hindsight_bank_id="victim-bank", hindsight_api_url="http://127.0.0.1:9"
+    )
+    result = await hook.async_pre_call_hook(auth(team_id="blue"), None, data, "acompletion")
+    assert isinstance(result, dict)
+    assert find_hindsight_keys(result) == []
+    record = last_debug()
+    assert record.bank_id == "team-blue"
+    assert record.error is None  # the request's hindsight_api_url was ignored, not used
+    assert "hindsight_hindsight_api_url" in caplog.text or "hindsight_api_url" in caplog.text
+    await hook.async_post_call_failure_hook(result, RuntimeError("not sent"), auth(team_id="blue"))
+    trusting = HindsightProxyHook(hindsight_api_url=hindsight_server, bank_id="fallback-bank")
+    data = request(hindsight_bank_id="chosen-bank", hindsight_api_url="http://127.0.0.1:9")
+    result = await trusting.async_pre_call_hook(auth(), None, data, "acompletion")
+    assert last_debug().bank_id == "chosen-bank"
+    assert last_debug().error is None  # the server still comes from the proxy's configuration
+    await trusting.async_post_call_failure_hook(result, RuntimeError("not sent"), auth())
+
+
 async def test_ready_made_hook_reads_the_environment(
     hindsight_server: str, seeded: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

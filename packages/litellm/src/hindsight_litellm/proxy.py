@@ -22,8 +22,10 @@ Which bank a request uses, first match wins: the request's ``hindsight_bank_id``
 ``metadata``), then the caller's identity (the request's ``user`` field, the API key's user id, team id,
 key alias; the placeholder user id LiteLLM gives the master key, ``default_user_id``, is not an identity),
 then the hook's own ``bank_id``. ``bank_prefix`` is put in front of identities, so one proxy can keep
-users' memories apart from other banks. Other ``hindsight_*`` request fields are per-request settings,
-and are removed before the request goes to the provider.
+users' memories apart from other banks. On a proxy shared by clients who must not read each other's
+memory, pass ``trust_request_bank=False``: the bank then comes from the API key's identity only. Other
+``hindsight_*`` request fields are per-request settings (a request can never change the Hindsight server,
+key, or retry policy), and are removed before the request goes to the provider.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ __all__ = ["HindsightProxyHook", "hindsight_proxy_hook"]
 _log = logging.getLogger("hindsight_litellm.proxy")
 _CHAT_CALLS = frozenset({"completion", "acompletion"})
 _MAX_PENDING = 10_000
+_SERVER_ONLY = frozenset({"hindsight_api_url", "api_key", "connect_timeout", "max_retries"})
 # The user id LiteLLM gives the master key (and requests made without a virtual key's user): a
 # placeholder shared by every such request, not a person, so it never selects a bank.
 _ADMIN_USER_ID = str(getattr(litellm_constants, "LITELLM_PROXY_ADMIN_NAME", "default_user_id"))
@@ -79,11 +82,13 @@ class HindsightProxyHook(CustomLogger):
         *,
         bank_prefix: str = "",
         identity_fields: Sequence[str] = ("user", "user_id", "team_id", "key_alias"),
+        trust_request_bank: bool = True,
         **settings: Any,
     ) -> None:
         super().__init__()
         self.bank_prefix = bank_prefix
         self.identity_fields = tuple(identity_fields)
+        self.trust_request_bank = trust_request_bank
         self._settings = validate_options(settings)
         self._pending: OrderedDict[str, MemoryCall] = OrderedDict()
         self._lock = threading.Lock()
@@ -91,9 +96,11 @@ class HindsightProxyHook(CustomLogger):
     # ------------------------------------------------------------------------------------------ helpers
 
     def _bank_for(self, data: dict[str, Any], user_api_key_dict: Any, options: dict[str, Any]) -> str | None:
-        if options.get("bank_id"):
+        if options.get("bank_id") and self.trust_request_bank:
             return str(options["bank_id"])
         for field in self.identity_fields:
+            if field == "user" and not self.trust_request_bank:
+                continue  # the request's ``user`` is chosen by the client
             value = data.get("user") if field == "user" else getattr(user_api_key_dict, field, None)
             if field == "user_id" and value == _ADMIN_USER_ID:
                 continue
@@ -129,6 +136,9 @@ class HindsightProxyHook(CustomLogger):
         if call_type not in _CHAT_CALLS or not isinstance(data.get("messages"), list):
             return data
         try:
+            for option in _SERVER_ONLY & options.keys():
+                del options[option]  # a client must not point the proxy at another server or key
+                _log.warning("Ignored a request's %s option: only the proxy's configuration sets it", option)
             bank = self._bank_for(data, user_api_key_dict, options)
             settings = LAYERS.resolve({**self._settings, **options, **({"bank_id": bank} if bank else {})})
         except Exception as exc:

@@ -42,7 +42,15 @@ def _prepend(content: Any, block: str) -> Any:
     if isinstance(content, str):
         return f"{block}\n\n{content}"
     if isinstance(content, Sequence):
-        return [{"type": "text", "text": block}, *content]
+        # Anthropic requires a user turn's tool results to come first: the block goes after them.
+        lead = 0
+        while (
+            lead < len(content)
+            and isinstance(content[lead], dict)
+            and content[lead].get("type") == "tool_result"
+        ):
+            lead += 1
+        return [*content[:lead], {"type": "text", "text": block}, *content[lead:]]
     return f"{block}\n\n{content}"
 
 
