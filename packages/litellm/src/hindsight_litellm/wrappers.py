@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 from hindsight_core.pipeline import merge_system
@@ -17,7 +18,7 @@ from hindsight_core.settings import MemorySettings, validate_options
 
 from ._calls import acall_with_memory, call_with_memory
 from ._messages import anthropic_reply, openai_reply, to_message_dicts
-from ._streams import AnthropicCollector, OpenAICollector
+from ._streams import AnthropicCollector, Collector, OpenAICollector
 from .config import LAYERS, PIPELINE, HindsightDefaults
 from .integration import pop_hindsight_options
 
@@ -72,56 +73,71 @@ class _WrapperBase(_Passthrough):
         return f"{type(self).__name__}({self._target!r}, bank_id={self._values.get('bank_id')!r})"
 
 
-# ------------------------------------------------------------------------------------------------ OpenAI
+# ------------------------------------------------------------------------------------------- endpoints
+
+SendArguments = Callable[[dict[str, Any], list[dict[str, Any]]], dict[str, Any]]
 
 
-class _OpenAICompletions(_Passthrough):
-    def __init__(self, owner: HindsightOpenAI) -> None:
+def _with_messages(kwargs: dict[str, Any], injected: list[dict[str, Any]]) -> dict[str, Any]:
+    return {**kwargs, "messages": injected}
+
+
+class _MemoryEndpoint(_Passthrough):
+    """A ``create`` method with memory around the SDK's own (sync or async, as the client is)."""
+
+    def __init__(
+        self,
+        owner: _WrapperBase,
+        target: Any,
+        *,
+        reply: Callable[[Any], dict[str, Any] | None],
+        collector: Callable[[], Collector],
+        arguments: SendArguments = _with_messages,
+    ) -> None:
         self._owner = owner
-        self._target = owner._target.chat.completions
+        self._target = target
+        self._reply = reply
+        self._collector = collector
+        self._arguments = arguments
 
-    def create(self, **kwargs: Any) -> Any:
-        """``chat.completions.create`` with memory (a coroutine for an async client)."""
-        if self._owner._is_async:
-            return self._acreate(**kwargs)
+    def _parts(self, kwargs: dict[str, Any]) -> tuple[MemorySettings, list[dict[str, Any]], Any, bool]:
         settings = self._owner._settings(kwargs)
         messages = to_message_dicts(kwargs.get("messages") or [])
+        return settings, messages, kwargs.get("model"), bool(kwargs.get("stream"))
+
+    def create(self, **kwargs: Any) -> Any:
+        """The SDK's ``create`` with memory (a coroutine for an async client)."""
+        if self._owner._is_async:
+            return self._acreate(**kwargs)
+        settings, messages, model, stream = self._parts(kwargs)
 
         def send(injected: list[dict[str, Any]]) -> Any:
-            return self._target.create(**{**kwargs, "messages": injected})
+            return self._target.create(**self._arguments(kwargs, injected))
 
         return call_with_memory(
-            settings,
-            messages,
-            kwargs.get("model"),
-            send,
-            stream=bool(kwargs.get("stream")),
-            reply=openai_reply,
-            collector=OpenAICollector,
+            settings, messages, model, send, stream=stream, reply=self._reply, collector=self._collector
         )
 
     async def _acreate(self, **kwargs: Any) -> Any:
-        settings = self._owner._settings(kwargs)
-        messages = to_message_dicts(kwargs.get("messages") or [])
+        settings, messages, model, stream = self._parts(kwargs)
 
         async def send(injected: list[dict[str, Any]]) -> Any:
-            return await self._target.create(**{**kwargs, "messages": injected})
+            return await self._target.create(**self._arguments(kwargs, injected))
 
         return await acall_with_memory(
-            settings,
-            messages,
-            kwargs.get("model"),
-            send,
-            stream=bool(kwargs.get("stream")),
-            reply=openai_reply,
-            collector=OpenAICollector,
+            settings, messages, model, send, stream=stream, reply=self._reply, collector=self._collector
         )
+
+
+# ------------------------------------------------------------------------------------------------ OpenAI
 
 
 class _OpenAIChat(_Passthrough):
     def __init__(self, owner: HindsightOpenAI) -> None:
         self._target = owner._target.chat
-        self.completions = _OpenAICompletions(owner)
+        self.completions = _MemoryEndpoint(
+            owner, owner._target.chat.completions, reply=openai_reply, collector=OpenAICollector
+        )
 
 
 class HindsightOpenAI(_WrapperBase):
@@ -197,46 +213,14 @@ class _StreamManager:
         return self._final()
 
 
-class _AnthropicMessages(_Passthrough):
+class _AnthropicMessages(_MemoryEndpoint):
     def __init__(self, owner: HindsightAnthropic) -> None:
-        self._owner = owner
-        self._target = owner._target.messages
-
-    def create(self, **kwargs: Any) -> Any:
-        """``messages.create`` with memory (a coroutine for an async client)."""
-        if self._owner._is_async:
-            return self._acreate(**kwargs)
-        settings = self._owner._settings(kwargs)
-        messages = to_message_dicts(kwargs.get("messages") or [])
-
-        def send(injected: list[dict[str, Any]]) -> Any:
-            return self._target.create(**_anthropic_send_arguments(kwargs, injected))
-
-        return call_with_memory(
-            settings,
-            messages,
-            kwargs.get("model"),
-            send,
-            stream=bool(kwargs.get("stream")),
+        super().__init__(
+            owner,
+            owner._target.messages,
             reply=anthropic_reply,
             collector=AnthropicCollector,
-        )
-
-    async def _acreate(self, **kwargs: Any) -> Any:
-        settings = self._owner._settings(kwargs)
-        messages = to_message_dicts(kwargs.get("messages") or [])
-
-        async def send(injected: list[dict[str, Any]]) -> Any:
-            return await self._target.create(**_anthropic_send_arguments(kwargs, injected))
-
-        return await acall_with_memory(
-            settings,
-            messages,
-            kwargs.get("model"),
-            send,
-            stream=bool(kwargs.get("stream")),
-            reply=anthropic_reply,
-            collector=AnthropicCollector,
+            arguments=_anthropic_send_arguments,
         )
 
     def stream(self, **kwargs: Any) -> Any:
@@ -245,9 +229,8 @@ class _AnthropicMessages(_Passthrough):
         when the block is entered."""
         if self._owner._is_async:
             return _AsyncStreamEntry(self, kwargs)
-        settings = self._owner._settings(kwargs)
-        messages = to_message_dicts(kwargs.get("messages") or [])
-        call = PIPELINE.prepare(messages, settings, model=kwargs.get("model"))
+        settings, messages, model, _ = self._parts(kwargs)
+        call = PIPELINE.prepare(messages, settings, model=model)
         manager = self._target.stream(**_anthropic_send_arguments(kwargs, call.messages))
         return _StreamManager(manager, call)
 
@@ -262,9 +245,8 @@ class _AsyncStreamEntry:
 
     async def __aenter__(self) -> Any:
         kwargs = dict(self._kwargs)
-        settings = self._messages._owner._settings(kwargs)
-        messages = to_message_dicts(kwargs.get("messages") or [])
-        call = await PIPELINE.aprepare(messages, settings, model=kwargs.get("model"))
+        settings, messages, model, _ = self._messages._parts(kwargs)
+        call = await PIPELINE.aprepare(messages, settings, model=model)
         manager = self._messages._target.stream(**_anthropic_send_arguments(kwargs, call.messages))
         self._inner = _StreamManager(manager, call)
         return await self._inner.__aenter__()
