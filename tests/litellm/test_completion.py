@@ -386,3 +386,23 @@ def test_concurrent_async_calls_keep_their_banks_apart(
         for other in banks.values():
             if other != name:
                 assert f"{other}-cat" not in context
+
+
+def test_litellm_fallbacks_do_not_inject_or_store_twice(
+    hindsight_server: str, seeded: str, fake_openai: FakeOpenAI
+) -> None:
+    hl.configure(hindsight_api_url=hindsight_server, bank_id=seeded, document_id="fallbacks")
+    hl.enable()
+    fake_openai.fail_next(500, times=1)
+    fake_openai.reply = "Answered by the fallback."
+    response = litellm.completion(
+        **openai_call(fake_openai, messages=[{"role": "user", "content": QUESTION}]),
+        fallbacks=["openai/gpt-4o"],
+        num_retries=0,
+    )
+    assert response.choices[0].message.content == "Answered by the fallback."
+    assert len(fake_openai.requests) >= 2
+    for request in fake_openai.requests:
+        assert str(request.json).count(MEMORY_OPEN) == 1
+    text = stored(hindsight_server, seeded, "assistant: Answered by the fallback.")
+    assert text.count(f"user: {QUESTION}") == 1

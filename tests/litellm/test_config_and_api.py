@@ -132,14 +132,20 @@ def test_configuration_round_trip(monkeypatch: pytest.MonkeyPatch) -> None:
     assert current is not None
     assert current.bank_id == "other"
     assert hl.get_defaults() == defaults
-    hl.configure(bank_id="fresh")  # configure() starts over
+    hl.configure(bank_id="fresh", budget="mid")  # sets what it is given, keeps the rest
     again = hl.get_config()
     assert again is not None
+    assert again.bank_id == "fresh"
     assert again.default_settings.budget == "mid"
-    assert not again.default_settings.use_reflect
+    assert again.default_settings.use_reflect  # from set_defaults, untouched
+    assert again.default_settings.max_memories == 5
     hl.reset_config()
     assert hl.get_config() is None
     assert not hl.is_configured()
+    hl.configure()
+    fresh = hl.get_config()
+    assert fresh is not None
+    assert fresh.default_settings.max_memories is None
 
 
 @pytest.mark.parametrize(
@@ -175,6 +181,49 @@ def test_configure_with_mission_creates_the_bank(hindsight_server: str, bank_id:
     hl.set_bank_mission("Only billing now.", bank_id=bank_id)
     with HindsightClient(hindsight_server) as client:
         assert client.get_bank(bank_id).reflect_mission == "Only billing now."
+
+
+@pytest.mark.server
+def test_article_setup_order_applies_the_mission(hindsight_server: str, bank_id: str) -> None:
+    """configure(url) -> set_defaults(bank_id) -> configure(url, mission, bank_name): the bank gets its
+    mission and keeps its id (the article's order), and the reverse order works too."""
+    hl.configure(hindsight_api_url=hindsight_server)
+    hl.set_defaults(bank_id=bank_id)
+    hl.configure(hindsight_api_url=hindsight_server, mission="Route support requests.", bank_name="Router")
+    defaults = hl.get_defaults()
+    assert defaults is not None
+    assert defaults.bank_id == bank_id
+    with HindsightClient(hindsight_server) as client:
+        assert client.get_bank(bank_id).reflect_mission == "Route support requests."
+    hl.reset_config()
+    other = f"{bank_id}-2"
+    hl.configure(hindsight_api_url=hindsight_server, mission="Remember preferences.")
+    hl.set_defaults(bank_id=other)
+    with HindsightClient(hindsight_server) as client:
+        assert client.get_bank(other).reflect_mission == "Remember preferences."
+
+
+@pytest.mark.server
+def test_context_manager_arguments_passed_explicitly_win(hindsight_server: str) -> None:
+    from hindsight_litellm.config import LAYERS
+
+    hl.configure(
+        hindsight_api_url=hindsight_server, store_conversations=False, max_memory_tokens=500, budget="high"
+    )
+    with hl.hindsight_memory(store_conversations=True, max_memory_tokens=4096, budget="mid", bank_id="b"):
+        settings = LAYERS.resolve()
+        assert (settings.store_conversations, settings.max_memory_tokens, settings.budget) == (
+            True,
+            4096,
+            "mid",
+        )
+    with hl.hindsight_memory(bank_id="b"):
+        settings = LAYERS.resolve()
+        assert (settings.store_conversations, settings.max_memory_tokens, settings.budget) == (
+            False,
+            500,
+            "high",
+        )
 
 
 @pytest.mark.server

@@ -151,9 +151,14 @@ def test_hindsight_down_the_call_still_returns_with_the_error_recorded(
         r for r in caplog.records if r.levelno == logging.WARNING and "memory skipped" in r.getMessage()
     ]
     assert len(warnings) == 1
-    # the next failures within the interval are not logged one by one
+    # the next failures within the interval are not logged one by one, and for a few seconds the next
+    # calls do not even try the unreachable server
     hl.completion(**openai_call(fake_openai, messages=[{"role": "user", "content": "Hello again?"}]))
     assert len([r for r in caplog.records if "memory skipped" in r.getMessage()]) == 1
+    again = hl.get_last_injection_debug()
+    assert again is not None
+    assert again.error is not None
+    assert "paused" in again.error
 
 
 @private_storage
@@ -252,3 +257,17 @@ def test_provider_errors_propagate_and_nothing_is_stored(fake_openai: FakeOpenAI
     debug = hl.get_last_injection_debug()
     assert debug is not None
     assert debug.storage_status == "not stored"
+
+
+@private_storage
+def test_storage_failures_are_listed_as_exceptions(fake_openai: FakeOpenAI) -> None:
+    from hindsight_core import HindsightError
+    from tests.helpers import wait_for
+
+    hl.configure(hindsight_api_url=closed_port_url(), bank_id="unstored", max_retries=0, inject_memories=False)
+    hl.completion(**openai_call(fake_openai, messages=[{"role": "user", "content": "Please remember this."}]))
+    errors = wait_for(hl.get_pending_storage_errors, timeout=30, what="a pending storage error")
+    assert all(isinstance(error, HindsightError) for error in errors)
+    assert "'unstored'" in str(errors[0])
+    assert errors[0].permanent is False  # still being retried
+    assert hl.get_pending_retain_errors() == [] or isinstance(hl.get_pending_retain_errors()[0], Exception)

@@ -22,6 +22,7 @@ from .errors import (
     PermissionDeniedError,
     RateLimitError,
     ServerError,
+    StorageError,
     UnprocessableEntityError,
 )
 from .memory import MemoryCall, MemoryPipeline
@@ -83,6 +84,7 @@ __all__ = [
     "RetryPolicy",
     "ServerError",
     "SettingsLayers",
+    "StorageError",
     "StorageFailure",
     "StorageResult",
     "StorageWorker",

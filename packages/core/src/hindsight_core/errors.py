@@ -4,6 +4,7 @@
 
     HindsightError
     ├── ConfigurationError            bad option or argument (also a ValueError)
+    ├── StorageError                  a conversation could not be stored (get_pending_storage_errors)
     └── APIError                      talking to the Hindsight server failed
         ├── APIConnectionError        the server could not be reached
         │   └── APITimeoutError       it did not answer in time
@@ -40,6 +41,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "ServerError",
+    "StorageError",
     "UnprocessableEntityError",
 ]
 
@@ -50,6 +52,17 @@ class HindsightError(Exception):
 
 class ConfigurationError(HindsightError, ValueError):
     """An option or argument has an invalid value; the message names it and what is allowed."""
+
+
+class StorageError(HindsightError):
+    """A conversation that could not be stored (yet: ``permanent`` is False while the worker retries).
+
+    ``failure`` is the storage worker's record of it (bank, document, turns, attempts)."""
+
+    def __init__(self, message: str, *, failure: object, permanent: bool) -> None:
+        super().__init__(message)
+        self.failure = failure
+        self.permanent = permanent
 
 
 class APIError(HindsightError):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from typing import Any
 from ._logging import RateLimitedLog
 from .connection import async_client, sync_client
 from .debug import InjectionDebugInfo, set_last_debug
-from .errors import ConfigurationError, HindsightError, NotFoundError
+from .errors import APIConnectionError, ConfigurationError, HindsightError, NotFoundError
 from .models import RecallResponse, ReflectResponse
 from .pipeline import (
     Memory,
@@ -41,7 +42,10 @@ from .pipeline import (
 from .settings import MemorySettings
 from .storage import StorageResult, StorageWorker, Turn, default_worker
 
-__all__ = ["MemoryCall", "MemoryPipeline", "conversation_document_id"]
+__all__ = ["LOOKUP_PAUSE", "MemoryCall", "MemoryPipeline", "conversation_document_id"]
+
+LOOKUP_PAUSE = 5.0
+"""Seconds memory lookups to a server are skipped (failing open at once) after it could not be reached."""
 
 _log = logging.getLogger("hindsight_core.memory")
 
@@ -65,6 +69,16 @@ class MemoryCall:
 class _Plan:
     call: MemoryCall
     query: str | None  # None: no memory lookup for this call
+
+
+def _show_verbose_output() -> None:
+    """``verbose=True`` must show something even where the application configured no logging."""
+    if not _log.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+        _log.addHandler(handler)
+    if _log.getEffectiveLevel() > logging.INFO:
+        _log.setLevel(logging.INFO)
 
 
 def conversation_document_id(settings: MemorySettings, messages: Sequence[Message]) -> str:
@@ -94,6 +108,8 @@ class MemoryPipeline:
         self.source = source
         self._storage = storage
         self._warn = RateLimitedLog(logging.getLogger(f"hindsight_core.{source}"), interval=60.0)
+        self._pause_lock = threading.Lock()
+        self._paused_until: dict[str, float] = {}
 
     @property
     def storage(self) -> StorageWorker:
@@ -198,6 +214,7 @@ class MemoryPipeline:
         record.timings_ms["render"] = (now - render_started) * 1000
         record.timings_ms["total"] = (now - started) * 1000
         if settings.verbose:
+            _show_verbose_output()
             _log.info(
                 "Hindsight %s for bank %r: %d found, %d injected (%d tokens)%s",
                 record.mode,
@@ -213,7 +230,34 @@ class MemoryPipeline:
         if isinstance(error, NotFoundError) and plan.call.record.mode == "recall":
             plan.call.record.skipped_reason = "the bank does not exist yet (nothing stored in it)"
             return
+        if isinstance(error, APIConnectionError):
+            # The server is down or too slow: spare the next calls the same wait for a little while.
+            with self._pause_lock:
+                self._paused_until[plan.call.settings.connection.base_url] = time.monotonic() + LOOKUP_PAUSE
         self._fail(plan.call.record, plan.call.settings, error)
+
+    def _paused(self, plan: _Plan) -> bool:
+        """Whether lookups to this server are paused after a recent connection failure (then fail open)."""
+        url = plan.call.settings.connection.base_url
+        until = self._paused_until.get(url)
+        if until is None:
+            return False
+        remaining = until - time.monotonic()
+        if remaining <= 0:
+            with self._pause_lock:
+                self._paused_until.pop(url, None)
+            return False
+        self._fail(
+            plan.call.record,
+            plan.call.settings,
+            APIConnectionError(
+                f"Hindsight at {url} could not be reached a moment ago; memory lookups to it are paused "
+                f"for {remaining:.1f} s more",
+                operation=plan.call.record.mode,
+                url=url,
+            ),
+        )
+        return True
 
     def _unprepared(
         self, messages: Sequence[Message], settings: MemorySettings, model: str | None, error: Exception
@@ -259,7 +303,7 @@ class MemoryPipeline:
     ) -> MemoryCall:
         started = time.perf_counter()
         plan = self._plan(messages, settings, model)
-        if plan.query is None:
+        if plan.query is None or self._paused(plan):
             return self._apply(plan, None, started)
         response: RecallResponse | ReflectResponse | None = None
         lookup_started = time.perf_counter()
@@ -279,7 +323,7 @@ class MemoryPipeline:
     ) -> MemoryCall:
         started = time.perf_counter()
         plan = self._plan(messages, settings, model)
-        if plan.query is None:
+        if plan.query is None or self._paused(plan):
             return self._apply(plan, None, started)
         response: RecallResponse | ReflectResponse | None = None
         lookup_started = time.perf_counter()
@@ -393,14 +437,14 @@ class MemoryPipeline:
         record.storage_status = "queued"
         self.storage.submit(turn, on_done=done)
 
-    def finish(self, call: MemoryCall, reply: Message | str | None) -> None:
-        """Queue the exchange for storage (once per call; later calls are no-ops). Does not wait, unless
-        ``sync_storage`` is set."""
+    def finish(self, call: MemoryCall, reply: Message | str | None, *, wait: bool | None = None) -> None:
+        """Queue the exchange for storage (once per call; later calls are no-ops). Waits for the server only
+        with ``wait=True``, or by default when ``sync_storage`` is set."""
         turn = self._turn(call, reply)
         if turn is None:
             return
         self._submit(call, turn)
-        if call.settings.sync_storage:
+        if call.settings.sync_storage if wait is None else wait:
             self.storage.flush(timeout=call.settings.retain_timeout)
 
     async def afinish(self, call: MemoryCall, reply: Message | str | None) -> None:
@@ -414,24 +458,32 @@ class MemoryPipeline:
 
     # ----------------------------------------------------------------------------------------------- bank
 
-    def ensure_bank(self, settings: MemorySettings) -> None:
-        """Create or update the bank when ``mission`` or ``bank_name`` is set (blocking)."""
-        if settings.bank_id and (settings.mission or settings.bank_name):
-            try:
-                sync_client(settings.connection).create_bank(
-                    settings.bank_id, name=settings.bank_name, mission=settings.mission
-                )
-            except HindsightError as exc:
-                self._fail_bank(settings, exc)
+    def ensure_bank(self, settings: MemorySettings) -> bool:
+        """Create or update the bank when ``mission`` or ``bank_name`` is set (blocking). True when done,
+        False when there was nothing to do or it failed (logged; raised in strict mode)."""
+        if not (settings.bank_id and (settings.mission or settings.bank_name)):
+            return False
+        try:
+            sync_client(settings.connection).create_bank(
+                settings.bank_id, name=settings.bank_name, mission=settings.mission
+            )
+        except HindsightError as exc:
+            self._fail_bank(settings, exc)
+            return False
+        return True
 
-    async def aensure_bank(self, settings: MemorySettings) -> None:
-        if settings.bank_id and (settings.mission or settings.bank_name):
-            try:
-                await async_client(settings.connection).create_bank(
-                    settings.bank_id, name=settings.bank_name, mission=settings.mission
-                )
-            except HindsightError as exc:
-                self._fail_bank(settings, exc)
+    async def aensure_bank(self, settings: MemorySettings) -> bool:
+        """:meth:`ensure_bank` for asyncio."""
+        if not (settings.bank_id and (settings.mission or settings.bank_name)):
+            return False
+        try:
+            await async_client(settings.connection).create_bank(
+                settings.bank_id, name=settings.bank_name, mission=settings.mission
+            )
+        except HindsightError as exc:
+            self._fail_bank(settings, exc)
+            return False
+        return True
 
     def _fail_bank(self, settings: MemorySettings, error: HindsightError) -> None:
         if settings.strict:

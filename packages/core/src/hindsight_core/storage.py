@@ -59,7 +59,13 @@ from typing import Any, Literal
 
 from .client import HindsightClient
 from .connection import Connection, sync_client
-from .errors import APIConnectionError, APIResponseValidationError, APIStatusError, ConfigurationError
+from .errors import (
+    APIConnectionError,
+    APIResponseValidationError,
+    APIStatusError,
+    ConfigurationError,
+    StorageError,
+)
 from .models import RetainItem
 
 __all__ = [
@@ -263,6 +269,16 @@ class StorageFailure:
     base_url: str
     status_code: int | None = None
     attempts: int = 1
+
+    def as_error(self) -> StorageError:
+        """This failure as an exception (what ``get_pending_storage_errors()`` of hindsight-litellm lists)."""
+        state = "gave up on" if self.permanent else "still retrying"
+        return StorageError(
+            f"Hindsight storage {state} {len(self.turn_ids)} turn(s) of bank {self.bank_id!r}, document "
+            f"{self.document_id!r} after {self.attempts} attempt(s): {self.error}",
+            failure=self,
+            permanent=self.permanent,
+        )
 
 
 @dataclass(frozen=True)

@@ -64,4 +64,5 @@ def async_storing_stream(response: Any, call: MemoryCall, collector: Collector) 
     async def on_aend(reply: dict[str, Any] | None) -> None:
         await PIPELINE.afinish(call, reply)
 
-    return AsyncStoringStream(response, collector, lambda r: PIPELINE.finish(call, r), on_aend)
+    # ``on_end`` only runs when the stream is dropped unfinished, maybe on the event loop: never wait there.
+    return AsyncStoringStream(response, collector, lambda r: PIPELINE.finish(call, r, wait=False), on_aend)

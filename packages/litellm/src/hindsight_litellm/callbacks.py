@@ -20,9 +20,10 @@ from typing import Any
 
 from litellm.integrations.custom_logger import CustomLogger
 
+from hindsight_core.settings import MemorySettings
+
 from ._messages import openai_reply, to_message_dicts
 from .config import LAYERS, PIPELINE
-from .integration import is_enabled
 
 __all__ = ["HindsightCallback", "cleanup_callback", "get_callback", "memory_call_id"]
 
@@ -70,27 +71,30 @@ _REGISTRIES = (
 class HindsightCallback(CustomLogger):
     """Stores the conversations of successful LiteLLM calls made while memory is not active."""
 
-    def _store(self, kwargs: dict[str, Any], response: Any) -> None:
-        if is_enabled() or _is_memory_call(kwargs):
-            return  # the memory wrappers store these calls themselves
+    @staticmethod
+    def _exchange(kwargs: dict[str, Any]) -> tuple[MemorySettings, list[dict[str, Any]]] | None:
+        if _is_memory_call(kwargs):
+            return None  # the memory wrappers store these calls themselves
         settings = LAYERS.resolve()
         if not settings.bank_id or not settings.store_conversations:
-            return
-        messages = to_message_dicts(kwargs.get("messages") or [])
-        call = PIPELINE.prepare(
-            messages, settings.model_copy(update={"inject_memories": False}), model=kwargs.get("model")
-        )
-        PIPELINE.finish(call, openai_reply(response))
+            return None
+        return settings, to_message_dicts(kwargs.get("messages") or [])
 
     def log_success_event(
         self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
     ) -> None:
-        self._store(kwargs, response_obj)
+        exchange = self._exchange(kwargs)
+        if exchange is not None:
+            PIPELINE.store(exchange[1], openai_reply(response_obj), exchange[0], model=kwargs.get("model"))
 
     async def async_log_success_event(
         self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
     ) -> None:
-        self._store(kwargs, response_obj)
+        exchange = self._exchange(kwargs)
+        if exchange is not None:
+            await PIPELINE.astore(
+                exchange[1], openai_reply(response_obj), exchange[0], model=kwargs.get("model")
+            )
 
     def close(self) -> None:
         """Remove this callback from ``litellm.callbacks`` and every list LiteLLM copied it into."""

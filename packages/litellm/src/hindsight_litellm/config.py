@@ -9,9 +9,13 @@ call. ``get_config()`` and ``get_defaults()`` return read-only snapshots shaped 
 
 from __future__ import annotations
 
+import contextvars
+import functools
+import inspect
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from hindsight_core import ConfigurationError
 from hindsight_core.memory import MemoryPipeline
@@ -162,10 +166,38 @@ class HindsightConfig:
         )
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+_passed: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
+    "hindsight_passed", default=frozenset()
+)
+
+
+def records_passed(function: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Let ``function`` know which of its arguments the caller actually passed (``passed_arguments()``),
+    so that an argument left at its default does not override a value configured earlier."""
+    signature = inspect.signature(function)
+
+    @functools.wraps(function)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        token = _passed.set(frozenset(signature.bind(*args, **kwargs).arguments))
+        try:
+            return function(*args, **kwargs)
+        finally:
+            _passed.reset(token)
+
+    return wrapper
+
+
+def passed_arguments() -> frozenset[str]:
+    return _passed.get()
+
+
 def _given(values: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
 
 
+@records_passed
 def configure(
     hindsight_api_url: str | None = None,
     api_key: str | None = None,
@@ -201,12 +233,14 @@ def configure(
     retain_timeout: float | None = None,
     max_retries: int | None = None,
 ) -> HindsightConfig:
-    """Configure the integration (replacing any earlier configuration) and return the result.
+    """Configure the integration and return the configuration now in effect.
 
-    Unset options come from the environment (``HINDSIGHT_API_URL``, ``HINDSIGHT_API_KEY``,
-    ``HINDSIGHT_BANK_ID``) or the defaults. ``recall_budget`` is another name for ``budget``. When
-    ``mission`` or ``bank_name`` is given with a bank, the bank is created or updated on the server now
-    (a failure is logged as a warning, or raised with ``strict=True``). Invalid values raise
+    The options you pass are set; the others keep what an earlier ``configure()`` or ``set_defaults()``
+    set (``reset_config()`` starts over). Options never set come from the environment
+    (``HINDSIGHT_API_URL``, ``HINDSIGHT_API_KEY``, ``HINDSIGHT_BANK_ID``) or the defaults.
+    ``recall_budget`` is another name for ``budget``. Once a mission or bank name and a bank are known
+    (from this call or ``set_defaults()``), the bank is created or updated on the server (a failure is
+    logged as a warning, or raised with ``strict=True``). Invalid values raise
     :class:`~hindsight_core.ConfigurationError` naming the option and what is allowed.
     """
     if recall_budget is not None:
@@ -250,13 +284,13 @@ def configure(
         }
     )
     values["max_memory_tokens"] = max_memory_tokens  # None is meaningful here: no token limit
+    passed = passed_arguments() | ({"budget"} if recall_budget is not None else set())
+    values = {key: value for key, value in values.items() if key in passed}
     with _state_lock:
-        LAYERS.configure(values, replace=True)
+        LAYERS.configure(values)
         _state["configured"] = True
     warm_up()
-    settings = LAYERS.resolve()
-    PIPELINE.ensure_bank(settings)
-    return HindsightConfig.from_settings(settings)
+    return HindsightConfig.from_settings(_ensure_bank())
 
 
 def set_defaults(
@@ -313,7 +347,22 @@ def set_defaults(
     )
     LAYERS.configure(values)
     warm_up()
-    return HindsightDefaults.from_settings(LAYERS.resolve())
+    return HindsightDefaults.from_settings(_ensure_bank())
+
+
+_ensured: set[tuple[str, str, str | None, str | None]] = set()
+
+
+def _ensure_bank() -> MemorySettings:
+    """Create or update the bank when a mission or display name is configured and the bank is known,
+    once per (server, bank, mission, name): the mission may come with ``configure()`` and the bank with
+    ``set_defaults()``, in either order."""
+    settings = LAYERS.resolve()
+    if settings.bank_id and (settings.mission or settings.bank_name):
+        key = (settings.connection.base_url, settings.bank_id, settings.mission, settings.bank_name)
+        if key not in _ensured and PIPELINE.ensure_bank(settings):
+            _ensured.add(key)
+    return settings
 
 
 def get_config() -> HindsightConfig | None:

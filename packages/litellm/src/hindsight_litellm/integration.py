@@ -17,20 +17,21 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from hindsight_core.connection import close_clients
 from hindsight_core.debug import InjectionDebugInfo, clear_last_debug, get_last_debug
-from hindsight_core.pipeline import InjectionMode
+from hindsight_core.errors import StorageError
+from hindsight_core.pipeline import MEMORY_OPEN, InjectionMode, content_text
 from hindsight_core.pipeline.tokens import warm_up
-from hindsight_core.storage import StorageFailure
+from hindsight_core.settings import validate_options
 
 from ._calls import acall_with_memory, call_with_memory
 from ._messages import openai_reply, to_message_dicts
 from ._streams import OpenAICollector
-from .config import LAYERS, PIPELINE
+from .config import LAYERS, PIPELINE, passed_arguments, records_passed
 
 __all__ = [
     "acompletion",
@@ -152,15 +153,24 @@ def _active() -> bool:
     return _switch["enabled"] or _scope_active.get()
 
 
+def _already_injected(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Whether memory already went into this call's messages: LiteLLM calls the patched functions again
+    for ``fallbacks`` and retries, and those must get no second block and must not be stored twice."""
+    messages = kwargs.get("messages", args[1] if len(args) > 1 else None)
+    if not isinstance(messages, list):
+        return False
+    return any(isinstance(m, Mapping) and MEMORY_OPEN in content_text(m.get("content")) for m in messages)
+
+
 def _patched_completion(*args: Any, **kwargs: Any) -> Any:
-    if _active():
+    if _active() and not _already_injected(args, kwargs):
         return completion(*args, **kwargs)
     pop_hindsight_options(kwargs)
     return _litellm("completion")(*args, **kwargs)
 
 
 async def _patched_acompletion(*args: Any, **kwargs: Any) -> Any:
-    if _active():
+    if _active() and not _already_injected(args, kwargs):
         return await acompletion(*args, **kwargs)
     pop_hindsight_options(kwargs)
     return await _litellm("acompletion")(*args, **kwargs)
@@ -219,7 +229,7 @@ def cleanup(timeout: float = 10.0) -> None:
     close_clients()
 
 
-@contextmanager
+@records_passed
 def hindsight_memory(
     hindsight_api_url: str | None = None,
     bank_id: str | None = None,
@@ -243,41 +253,44 @@ def hindsight_memory(
     recall_tags: list[str] | None = None,
     recall_tags_match: str = "any",
     **more: Any,
-) -> Iterator[None]:
+) -> AbstractContextManager[None]:
     """Memory for plain ``litellm.completion``/``acompletion`` calls inside the block, with these settings.
 
     The block is private to the current thread or asyncio task (and tasks it starts); concurrent users
     never see each other's bank. Blocks nest; on exit, also through an exception, the previous state is
-    back. Options left at their defaults keep the configured values.
+    back. Options you do not pass keep the configured values.
     """
-    given = {
+    values = {
         "hindsight_api_url": hindsight_api_url,
         "bank_id": bank_id,
         "api_key": api_key,
+        "store_conversations": store_conversations,
+        "inject_memories": inject_memories,
+        "injection_mode": injection_mode,
         "max_memories": max_memories,
+        "max_memory_tokens": max_memory_tokens,
+        "budget": budget,
         "fact_types": fact_types,
         "document_id": document_id,
         "session_id": session_id,
         "excluded_models": excluded_models,
+        "verbose": verbose,
+        "include_entities": include_entities,
+        "trace": trace,
+        "use_reflect": use_reflect,
         "reflect_context": reflect_context,
         "tags": tags,
         "recall_tags": recall_tags,
+        "recall_tags_match": recall_tags_match,
     }
-    values: dict[str, Any] = {key: value for key, value in given.items() if value is not None}
-    non_default: dict[str, tuple[Any, Any]] = {
-        "store_conversations": (store_conversations, True),
-        "inject_memories": (inject_memories, True),
-        "injection_mode": (injection_mode, InjectionMode.SYSTEM_MESSAGE),
-        "max_memory_tokens": (max_memory_tokens, 4096),
-        "budget": (budget, "mid"),
-        "verbose": (verbose, False),
-        "include_entities": (include_entities, True),
-        "trace": (trace, False),
-        "use_reflect": (use_reflect, False),
-        "recall_tags_match": (recall_tags_match, "any"),
-    }
-    values.update({key: value for key, (value, default) in non_default.items() if value != default})
-    values.update(more)
+    passed = passed_arguments()
+    scoped = {key: value for key, value in values.items() if key in passed}
+    scoped.update(more)
+    return _memory_scope(validate_options(scoped))
+
+
+@contextmanager
+def _memory_scope(values: dict[str, Any]) -> Iterator[None]:
     _install()
     warm_up()
     with LAYERS.scope(values):
@@ -301,9 +314,11 @@ def clear_injection_debug() -> None:
     clear_last_debug()
 
 
-def get_pending_storage_errors() -> list[StorageFailure]:
-    """Conversations that could not be stored (yet, or at all), oldest first."""
-    return PIPELINE.storage.pending_errors()
+def get_pending_storage_errors() -> list[StorageError]:
+    """Conversations that could not be stored (yet, or at all), oldest first, as exceptions; each one's
+    ``failure`` has the details (bank, document, turns, attempts) and ``permanent`` says if it was given
+    up on."""
+    return [failure.as_error() for failure in PIPELINE.storage.pending_errors()]
 
 
 get_pending_retain_errors = get_pending_storage_errors

@@ -39,6 +39,7 @@ from typing import Any
 from litellm import constants as litellm_constants
 from litellm.integrations.custom_logger import CustomLogger
 
+from hindsight_core._logging import RateLimitedLog
 from hindsight_core.memory import MemoryCall
 from hindsight_core.settings import validate_options
 
@@ -50,9 +51,24 @@ from .integration import pop_hindsight_options
 __all__ = ["HindsightProxyHook", "hindsight_proxy_hook"]
 
 _log = logging.getLogger("hindsight_litellm.proxy")
+_ignored = RateLimitedLog(_log, interval=60.0)
 _CHAT_CALLS = frozenset({"completion", "acompletion"})
 _MAX_PENDING = 10_000
-_SERVER_ONLY = frozenset({"hindsight_api_url", "api_key", "connect_timeout", "max_retries"})
+# Options a request may not set: where the server is and how it is reached (each distinct value would also
+# open pooled clients of its own), and the proxy's own policies.
+_SERVER_ONLY = frozenset(
+    {
+        "hindsight_api_url",
+        "api_key",
+        "connect_timeout",
+        "recall_timeout",
+        "reflect_timeout",
+        "retain_timeout",
+        "max_retries",
+        "sync_storage",
+        "strict",
+    }
+)
 # The user id LiteLLM gives the master key (and requests made without a virtual key's user): a
 # placeholder shared by every such request, not a person, so it never selects a bank.
 _ADMIN_USER_ID = str(getattr(litellm_constants, "LITELLM_PROXY_ADMIN_NAME", "default_user_id"))
@@ -96,8 +112,9 @@ class HindsightProxyHook(CustomLogger):
     # ------------------------------------------------------------------------------------------ helpers
 
     def _bank_for(self, data: dict[str, Any], user_api_key_dict: Any, options: dict[str, Any]) -> str | None:
-        if options.get("bank_id") and self.trust_request_bank:
-            return str(options["bank_id"])
+        requested = options.pop("bank_id", None)
+        if requested and self.trust_request_bank:
+            return str(requested)
         for field in self.identity_fields:
             if field == "user" and not self.trust_request_bank:
                 continue  # the request's ``user`` is chosen by the client
@@ -106,7 +123,7 @@ class HindsightProxyHook(CustomLogger):
                 continue
             if isinstance(value, str) and value.strip():
                 return f"{self.bank_prefix}{value.strip()}"
-        bank = self._settings.get("bank_id")
+        bank = self._settings.get("bank_id") or LAYERS.resolve().bank_id
         return str(bank) if bank else None
 
     @staticmethod
@@ -138,7 +155,9 @@ class HindsightProxyHook(CustomLogger):
         try:
             for option in _SERVER_ONLY & options.keys():
                 del options[option]  # a client must not point the proxy at another server or key
-                _log.warning("Ignored a request's %s option: only the proxy's configuration sets it", option)
+                _ignored.warning(
+                    option, "Ignored a request's %s option: only the proxy's configuration sets it", option
+                )
             bank = self._bank_for(data, user_api_key_dict, options)
             settings = LAYERS.resolve({**self._settings, **options, **({"bank_id": bank} if bank else {})})
         except Exception as exc:

@@ -74,7 +74,8 @@ def tail_within(text: str, max_tokens: int) -> str:
     """
     if max_tokens <= 0:
         return ""
-    if len(text) <= max_tokens or count_tokens(text) <= max_tokens:
+    # A token is at least one byte of UTF-8 (not one character: emoji and CJK take several tokens each).
+    if len(text.encode("utf-8")) <= max_tokens or count_tokens(text) <= max_tokens:
         return text
     # Binary search on the start index: count(text[start:]) decreases as start grows.
     low, high = 0, len(text)
