@@ -101,6 +101,8 @@ def test_a_3000_token_message_gives_a_query_within_the_limit_keeping_the_questio
 def test_tail_within_edge_cases() -> None:
     assert tail_within("short", 10) == "short"
     assert tail_within("anything", 0) == ""
+    assert count_tokens(tail_within("🧠" * 400, 500)) <= 500  # fewer characters than tokens
+    assert count_tokens(tail_within("記憶" * 240, 500)) <= 500
     emoji = "🧠" * 400
     cut = tail_within(emoji, 50)
     assert count_tokens(cut) <= 50
