@@ -264,7 +264,9 @@ def test_storage_failures_are_listed_as_exceptions(fake_openai: FakeOpenAI) -> N
     from hindsight_core import HindsightError
     from tests.helpers import wait_for
 
-    hl.configure(hindsight_api_url=closed_port_url(), bank_id="unstored", max_retries=0, inject_memories=False)
+    hl.configure(
+        hindsight_api_url=closed_port_url(), bank_id="unstored", max_retries=0, inject_memories=False
+    )
     hl.completion(**openai_call(fake_openai, messages=[{"role": "user", "content": "Please remember this."}]))
     errors = wait_for(hl.get_pending_storage_errors, timeout=30, what="a pending storage error")
     assert all(isinstance(error, HindsightError) for error in errors)
