@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from hindsight_core import ConfigurationError
+
 __all__ = ["anthropic_reply", "attr", "openai_reply", "to_message_dicts"]
 
 
@@ -17,7 +19,7 @@ def attr(obj: Any, name: str) -> Any:
     return getattr(obj, name, None)
 
 
-def _as_dict(obj: Any) -> dict[str, Any]:
+def _as_dict(obj: Any, index: int) -> dict[str, Any]:
     if isinstance(obj, Mapping):
         return dict(obj)
     dump = getattr(obj, "model_dump", None)
@@ -25,12 +27,25 @@ def _as_dict(obj: Any) -> dict[str, Any]:
         dumped = dump(exclude_none=True)
         if isinstance(dumped, dict):
             return dumped
+    if not hasattr(obj, "__dict__"):  # a string, a number, None...: not a message
+        raise ConfigurationError(
+            f"messages[{index}] must be a message (a dict with 'role' and 'content', or a message "
+            f"object), got {type(obj).__name__}"
+        )
     return {key: value for key, value in vars(obj).items() if not key.startswith("_")}
 
 
-def to_message_dicts(messages: Iterable[Any]) -> list[dict[str, Any]]:
-    """Messages as plain dicts (SDK/pydantic message objects are dumped; dicts are kept as they are)."""
-    return [m if isinstance(m, dict) else _as_dict(m) for m in messages]
+def to_message_dicts(messages: object) -> list[dict[str, Any]]:
+    """Messages as plain dicts (SDK/pydantic message objects are dumped; dicts are kept as they are).
+
+    Raises :class:`~hindsight_core.ConfigurationError` naming the problem when ``messages`` is not a list
+    (or other iterable) of messages."""
+    if isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, Iterable):
+        raise ConfigurationError(
+            "messages must be a list of messages (dicts with 'role' and 'content', or message objects), "
+            f"got {type(messages).__name__}"
+        )
+    return [m if isinstance(m, dict) else _as_dict(m, index) for index, m in enumerate(messages)]
 
 
 def openai_reply(response: Any) -> dict[str, Any] | None:

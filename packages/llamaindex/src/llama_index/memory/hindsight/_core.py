@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import SecretStr
+
 from hindsight_core.memory import MemoryPipeline
 from hindsight_core.settings import MemorySettings, SettingsLayers, validate_options
 
-__all__ = ["LAYERS", "PIPELINE", "SOURCE", "check_options", "core_options", "resolve"]
+__all__ = ["LAYERS", "PIPELINE", "SOURCE", "check_options", "core_options", "hide_api_key", "resolve"]
 
 SOURCE = "llama-index-memory-hindsight"
 
@@ -34,6 +36,13 @@ def core_options(bank_id: str | None, session_id: str | None, options: Mapping[s
     elif options.get("session_id") is not None:
         merged["session_id"] = options["session_id"]
     return merged
+
+
+def hide_api_key(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with its ``api_key`` held as a ``SecretStr``, so that the repr of the object holding them
+    never shows the key (the core takes a ``SecretStr`` as it is)."""
+    key = options.get("api_key")
+    return {**options, "api_key": SecretStr(key)} if isinstance(key, str) else options
 
 
 def check_options(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llama_index.core.base.llms.types import ChatMessage
-from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_serializer
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_serializer, field_validator
 from llama_index.core.llms.llm import LLM
 from llama_index.core.memory.chat_memory_buffer import (
     DEFAULT_TOKEN_LIMIT,
@@ -26,7 +26,7 @@ from hindsight_core.memory import MemoryCall, conversation_document_id
 from hindsight_core.pipeline import InjectionMode, warm_up
 from hindsight_core.settings import MemorySettings
 
-from ._core import PIPELINE, check_options, core_options, resolve
+from ._core import PIPELINE, check_options, core_options, hide_api_key, resolve
 from ._messages import (
     CompletedTurn,
     TurnTracker,
@@ -148,7 +148,13 @@ class HindsightMemory(BaseChatStoreMemory):
         if chat_history is not None:
             chat_store = chat_store or SimpleChatStore()
             chat_store.set_messages(chat_store_key, chat_history)
-        method = insert_method if isinstance(insert_method, InsertMethod) else InsertMethod(insert_method)
+        try:
+            method = InsertMethod(insert_method)
+        except ValueError:
+            allowed = ", ".join(repr(m.value) for m in InsertMethod)
+            raise ConfigurationError(
+                f"insert_method must be one of {allowed}, got {insert_method!r}"
+            ) from None
         data: dict[str, Any] = {
             "token_limit": token_limit,
             "tokenizer_fn": tokenizer_fn or get_tokenizer(),
@@ -173,6 +179,11 @@ class HindsightMemory(BaseChatStoreMemory):
         if isinstance(data.get("chat_store"), dict):
             data["chat_store"] = load_chat_store(data["chat_store"])
         return cls(**data)
+
+    @field_validator("options")
+    @classmethod
+    def _hide_api_key(cls, options: dict[str, Any]) -> dict[str, Any]:
+        return hide_api_key(options)
 
     @field_serializer("options")
     def _serialize_options(self, options: dict[str, Any]) -> dict[str, Any]:

@@ -6,13 +6,13 @@ import threading
 from typing import Any
 
 from llama_index.core.base.llms.types import ChatMessage
-from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_serializer
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_serializer, field_validator
 from llama_index.core.memory.memory import BaseMemoryBlock
 
 from hindsight_core.debug import InjectionDebugInfo
 from hindsight_core.pipeline import warm_up
 
-from ._core import PIPELINE, check_options, core_options, resolve
+from ._core import PIPELINE, check_options, core_options, hide_api_key, resolve
 from ._messages import TurnTracker, last_user_message, to_core_message
 
 __all__ = ["HindsightMemoryBlock"]
@@ -57,6 +57,11 @@ class HindsightMemoryBlock(BaseMemoryBlock[str]):
         check_options(core)
         self._core = core
         warm_up()
+
+    @field_validator("options")
+    @classmethod
+    def _hide_api_key(cls, options: dict[str, Any]) -> dict[str, Any]:
+        return hide_api_key(options)
 
     @field_serializer("options")
     def _serialize_options(self, options: dict[str, Any]) -> dict[str, Any]:
