@@ -1,7 +1,7 @@
 """Run every benchmark and write the report: ``docs/performance.md`` and ``bench/results/performance.png``.
 
     uv run python bench/run_all.py            # about 8 minutes on a 2-core machine
-    uv run python bench/run_all.py --quick    # smaller sizes, about 4 minutes (a smoke run)
+    uv run python bench/run_all.py --quick    # smaller sizes, a smoke run (a few minutes)
 
 Starts one local Hindsight server (``hindsight_core.local``) for all benchmarks (or uses ``--server-url``)
 and stops it at the end; each benchmark runs in its own process (``python -m bench.<name>``) and writes its

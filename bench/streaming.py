@@ -5,7 +5,8 @@ word, ``--stream-delay`` seconds apart. Each iteration makes a plain ``litellm.c
 and a ``hindsight_litellm.completion(stream=True)`` (order alternating; the plain call after sleeping as
 long as the memory call's recall took, as in ``bench.overhead``), and times the first chunk, the first
 chunk with content, and the end of the stream. With memory, the recall happens before the request, so the
-first chunk comes a recall round trip later; what is measured beyond that is our cost. Conversations are
+first chunk comes a recall round trip later; what is beyond that, per call (memory stream - its recall -
+the plain stream of the same iteration), is our cost plus the noise of both calls. Conversations are
 stored when each stream ends (the default).
 
 Run: ``uv run python -m bench.streaming [--iterations N] [--json PATH]``.
@@ -24,7 +25,6 @@ from bench._common import (
     FakeProvider,
     facts,
     machine,
-    percentile,
     seed_tagged,
     server_url,
     summary,
@@ -129,10 +129,10 @@ def main() -> None:
     def column(rows: list[dict[str, float]], key: str) -> list[float]:
         return [r[key] for r in rows if not math.isnan(r[key])]
 
-    first_plain = column(plain_rows, "first")
-    first_beyond = [r["first"] - r["recall"] for r in memory_rows]
-    end_plain = column(plain_rows, "end")
-    end_beyond = [r["end"] - r["recall"] for r in memory_rows]
+    # Per call: the memory stream less its recall less the plain stream of the same iteration.
+    pairs = list(zip(memory_rows, plain_rows, strict=True))
+    first_overhead = [m["first"] - m["recall"] - p["first"] for m, p in pairs]
+    end_overhead = [m["end"] - m["recall"] - p["end"] for m, p in pairs]
     write_json(
         args.json,
         {
@@ -141,19 +141,15 @@ def main() -> None:
             "words": args.words,
             "stream_delay_s": args.stream_delay,
             "chunks": summary(column(memory_rows, "chunks")),
-            "plain_first": summary(first_plain),
+            "plain_first": summary(column(plain_rows, "first")),
             "plain_first_content": summary(column(plain_rows, "first_content")),
-            "plain_end": summary(end_plain),
+            "plain_end": summary(column(plain_rows, "end")),
             "memory_first": summary(column(memory_rows, "first")),
             "memory_first_content": summary(column(memory_rows, "first_content")),
             "memory_end": summary(column(memory_rows, "end")),
             "recall": summary(column(memory_rows, "recall")),
-            "first_overhead": {
-                f"p{q}": percentile(first_beyond, q) - percentile(first_plain, q) for q in (50, 95, 99)
-            },
-            "end_overhead": {
-                f"p{q}": percentile(end_beyond, q) - percentile(end_plain, q) for q in (50, 95, 99)
-            },
+            "first_overhead": summary([v for v in first_overhead if not math.isnan(v)]),
+            "end_overhead": summary([v for v in end_overhead if not math.isnan(v)]),
             "stored_or_queued": stored,
             "seconds": time.perf_counter() - started_run,
         },
