@@ -142,6 +142,7 @@ class _HTTPServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in separate writes: don't hold the body back
     server_version = "FakeProvider/1.0"
     sys_version = ""
     timeout = 60  # an idle keep-alive connection is dropped after this long

@@ -28,6 +28,8 @@ from ._base import BaseClient, Operation, RetryPolicy, Send, Timeouts
 
 __all__ = ["AsyncHindsightClient"]
 
+_ASYNC_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
+
 T = TypeVar("T")
 
 
@@ -52,7 +54,13 @@ class AsyncHindsightClient(BaseClient):
     ) -> None:
         super().__init__(base_url, api_key, timeouts, retry, headers)
         self._owns_http = http_client is None
-        self._http = http_client if http_client is not None else httpx.AsyncClient(follow_redirects=False)
+        # Async apps run many recalls at once: httpx's default pool (100 connections) makes requests beyond
+        # that queue inside httpx, which rescans the queue on every completion and stalls the event loop.
+        self._http = (
+            http_client
+            if http_client is not None
+            else httpx.AsyncClient(follow_redirects=False, limits=_ASYNC_LIMITS)
+        )
 
     async def _run(self, op: Operation[T]) -> T:
         plan = self._plan(op)
