@@ -58,6 +58,11 @@ class _WrapperBase(_Passthrough):
         self._target = client
         # The SDKs decorate ``create`` (openai's ``required_args``): look through to the function itself.
         self._is_async = inspect.iscoroutinefunction(inspect.unwrap(self._create_function()))
+        self._attach()
+
+    def _attach(self) -> None:
+        """Put the memory endpoints in place (each client type has its own)."""
+        raise NotImplementedError
 
     def _create_function(self) -> Any:
         raise NotImplementedError
@@ -143,15 +148,7 @@ class _OpenAIChat(_Passthrough):
 class HindsightOpenAI(_WrapperBase):
     """An OpenAI (or AsyncOpenAI) client whose chat completions have memory."""
 
-    def __init__(
-        self,
-        client: Any,
-        hindsight_api_url: str | None = None,
-        api_key: str | None = None,
-        default_settings: HindsightDefaults | None = None,
-        **setting_kwargs: Any,
-    ) -> None:
-        super().__init__(client, hindsight_api_url, api_key, default_settings, **setting_kwargs)
+    def _attach(self) -> None:
         self.chat = _OpenAIChat(self)
 
     def _create_function(self) -> Any:
@@ -259,15 +256,7 @@ class _AsyncStreamEntry:
 class HindsightAnthropic(_WrapperBase):
     """An Anthropic (or AsyncAnthropic) client whose messages have memory."""
 
-    def __init__(
-        self,
-        client: Any,
-        hindsight_api_url: str | None = None,
-        api_key: str | None = None,
-        default_settings: HindsightDefaults | None = None,
-        **setting_kwargs: Any,
-    ) -> None:
-        super().__init__(client, hindsight_api_url, api_key, default_settings, **setting_kwargs)
+    def _attach(self) -> None:
         self.messages = _AnthropicMessages(self)
 
     def _create_function(self) -> Any:
