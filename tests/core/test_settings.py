@@ -29,7 +29,7 @@ def test_defaults() -> None:
     assert settings.max_memories is None
     assert settings.budget == "mid"
     assert settings.recall_tags_match == "any"
-    assert settings.connection.base_url == "http://localhost:8888"
+    assert settings.connection.base_url == "https://api.hindsight.vectorize.io"  # Hindsight Cloud, as 0.5.4
     assert settings.connection.timeouts.recall == 5.0
 
 
@@ -144,6 +144,15 @@ def test_api_key_is_never_shown() -> None:
     assert "12345" not in str(info.value)
 
 
+def test_fact_types_translated_for_the_server() -> None:
+    settings = MemorySettings(fact_types=["world", "agent", "opinion", "experience"])
+    assert settings.fact_types == ("world", "agent", "opinion", "experience")
+    assert settings.server_fact_types == ("world", "experience", "observation")
+    assert MemorySettings().server_fact_types is None
+    with pytest.raises(ConfigurationError, match="unknown fact type 'feelings'"):
+        validate_options({"fact_types": ["world", "feelings"]})
+
+
 def test_normalisation() -> None:
     values = validate_options(
         {
@@ -154,7 +163,7 @@ def test_normalisation() -> None:
         }
     )
     assert values == {
-        "fact_types": ("world", "experience"),
+        "fact_types": ("world", "agent", "world"),  # kept as given; translated on the wire only
         "injection_mode": InjectionMode.PREPEND_USER,
         "tags": ("one",),
         "excluded_models": ("gpt-3.5*",),
@@ -181,5 +190,7 @@ def test_excluded_models_are_glob_patterns(model: str | None, excluded: bool) ->
 
 def test_document_id_falls_back_to_session_id() -> None:
     assert MemorySettings(session_id="s1").effective_document_id == "s1"
-    assert MemorySettings(session_id="s1", document_id="d1").effective_document_id == "d1"
+    # session_id wins over the deprecated document_id (hindsight-litellm 0.5.4's precedence)
+    assert MemorySettings(session_id="s1", document_id="d1").effective_document_id == "s1"
+    assert MemorySettings(document_id="d1").effective_document_id == "d1"
     assert MemorySettings().effective_document_id is None

@@ -175,7 +175,7 @@ def test_no_hindsight_key_reaches_the_provider(
     assert debug.bank_id == seeded
     assert debug.query == "What colour does the user like?"
     assert debug.memories_used <= 2
-    assert debug.document_id == "doc-7"
+    assert debug.document_id == "session-7"  # session_id wins over the deprecated document_id (0.5.4)
 
 
 def test_hindsight_query_overrides_the_last_user_message(

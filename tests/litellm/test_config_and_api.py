@@ -119,7 +119,7 @@ def test_configuration_round_trip(monkeypatch: pytest.MonkeyPatch) -> None:
     assert config.hindsight_api_url == "http://memory.example:8888"
     assert config.bank_id == "my-agent"
     assert config.default_settings.budget == "high"
-    assert config.default_settings.fact_types == ["world", "experience"]
+    assert config.default_settings.fact_types == ["world", "agent"]  # as given (0.5.4 reads them back)
     assert config.injection_mode is hl.MemoryInjectionMode.PREPEND_USER
     assert config.verbose
     assert "hs-secret-key" not in repr(config)
@@ -205,6 +205,8 @@ def test_article_setup_order_applies_the_mission(hindsight_server: str, bank_id:
 
 @pytest.mark.server
 def test_context_manager_arguments_passed_explicitly_win(hindsight_server: str) -> None:
+    """As in 0.5.4, a ``hindsight_memory()`` block is a complete configuration: what it passes wins, and
+    what it does not pass has its default inside the block (not the configured value)."""
     from hindsight_litellm.config import LAYERS
 
     hl.configure(
@@ -220,10 +222,13 @@ def test_context_manager_arguments_passed_explicitly_win(hindsight_server: str) 
     with hl.hindsight_memory(bank_id="b"):
         settings = LAYERS.resolve()
         assert (settings.store_conversations, settings.max_memory_tokens, settings.budget) == (
-            False,
-            500,
-            "high",
+            True,
+            4096,
+            "mid",
         )
+        assert settings.hindsight_api_url == hindsight_server  # the server is inherited (0.5.4 lost it)
+    settings = LAYERS.resolve()
+    assert (settings.store_conversations, settings.max_memory_tokens, settings.budget) == (False, 500, "high")
 
 
 @pytest.mark.server

@@ -6,7 +6,22 @@ import logging
 import threading
 import time
 
-__all__ = ["RateLimitedLog"]
+__all__ = ["RateLimitedLog", "verbose_logger"]
+
+_VERBOSE = "hindsight_core.memory"
+
+
+def verbose_logger() -> logging.Logger:
+    """The logger of ``verbose=True`` output, made visible (INFO, on stderr) when the application has
+    configured no logging of its own: asking for verbose output must show something."""
+    logger = logging.getLogger(_VERBOSE)
+    if not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    return logger
 
 
 class RateLimitedLog:

@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from .models import RecallResult, ReflectFact
-
 __all__ = [
     "InjectionDebugInfo",
     "StorageStatus",
@@ -41,9 +39,13 @@ class InjectionDebugInfo:
     bank_id: str | None
     memory_context: str = ""
     reflect_text: str | None = None
-    reflect_facts: list[ReflectFact] | None = None
-    recall_results: list[RecallResult] | None = None
+    reflect_facts: list[dict[str, Any]] | None = None
+    """The facts reflect used, as dicts (``text``, ``type``, ``context``, ``id``), as 0.5.4 gave them."""
+    recall_results: list[dict[str, Any]] | None = None
+    """The recalled memories, best first, as dicts (``text``, ``type``, ``context``, ``id``), as 0.5.4 gave
+    them."""
     results_count: int = 0
+    """As in 0.5.4: the memories injected (recall), or 1 when a reflect answer was injected."""
     injected: bool = False
     error: str | None = None
 

@@ -4,6 +4,7 @@
 
     HindsightError
     ├── ConfigurationError            bad option or argument (also a ValueError)
+    ├── NotConfiguredError            memory is used before it is configured (also a RuntimeError)
     ├── StorageError                  a conversation could not be stored (get_pending_storage_errors)
     └── APIError                      talking to the Hindsight server failed
         ├── APIConnectionError        the server could not be reached
@@ -37,6 +38,7 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "HindsightError",
+    "NotConfiguredError",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
@@ -52,6 +54,11 @@ class HindsightError(Exception):
 
 class ConfigurationError(HindsightError, ValueError):
     """An option or argument has an invalid value; the message names it and what is allowed."""
+
+
+class NotConfiguredError(HindsightError, RuntimeError):
+    """Memory was asked for before it was configured (no configuration, or no bank): the message says what
+    to call. A RuntimeError too, as hindsight-litellm 0.5.4 raised for the same mistakes."""
 
 
 class StorageError(HindsightError):

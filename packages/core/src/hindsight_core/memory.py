@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._logging import RateLimitedLog
+from ._logging import RateLimitedLog, verbose_logger
 from .connection import async_client, sync_client
 from .debug import InjectionDebugInfo, set_last_debug
 from .errors import APIConnectionError, ConfigurationError, HindsightError, NotFoundError
@@ -47,8 +47,6 @@ __all__ = ["LOOKUP_PAUSE", "MemoryCall", "MemoryPipeline", "conversation_documen
 LOOKUP_PAUSE = 5.0
 """Seconds memory lookups to a server are skipped (failing open at once) after it could not be reached."""
 
-_log = logging.getLogger("hindsight_core.memory")
-
 
 @dataclass
 class MemoryCall:
@@ -69,16 +67,6 @@ class MemoryCall:
 class _Plan:
     call: MemoryCall
     query: str | None  # None: no memory lookup for this call
-
-
-def _show_verbose_output() -> None:
-    """``verbose=True`` must show something even where the application configured no logging."""
-    if not _log.handlers and not logging.getLogger().handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
-        _log.addHandler(handler)
-    if _log.getEffectiveLevel() > logging.INFO:
-        _log.setLevel(logging.INFO)
 
 
 def conversation_document_id(settings: MemorySettings, messages: Sequence[Message]) -> str:
@@ -178,8 +166,9 @@ class MemoryPipeline:
         if isinstance(response, ReflectResponse):
             facts = response.based_on.memories if response.based_on is not None else []
             record.reflect_text = response.text
-            record.reflect_facts = list(facts)
-            record.results_count = len(facts)
+            record.reflect_facts = [
+                {"text": f.text, "type": f.type, "context": f.context, "id": f.id} for f in facts
+            ]
             record.memories_found = len(facts)
             rendered = render_reflect(
                 response.text,
@@ -187,8 +176,9 @@ class MemoryPipeline:
                 settings.max_memory_tokens,
             )
         elif isinstance(response, RecallResponse):
-            record.recall_results = list(response.results)
-            record.results_count = len(response.results)
+            record.recall_results = [
+                {"text": r.text, "type": r.type, "context": r.context, "id": r.id} for r in response.results
+            ]
             record.memories_found = len(response.results)
             rendered = render_recall(
                 [Memory(r.text, r.type) for r in response.results],
@@ -206,6 +196,7 @@ class MemoryPipeline:
                 record.memory_context = rendered.text
                 record.tokens_injected = rendered.tokens
                 record.injected = True
+                record.results_count = 1 if record.mode == "reflect" else rendered.used
             elif record.skipped_reason is None:
                 record.skipped_reason = (
                     "no memories found" if not record.memories_found else "no memory fit the budget"
@@ -214,8 +205,7 @@ class MemoryPipeline:
         record.timings_ms["render"] = (now - render_started) * 1000
         record.timings_ms["total"] = (now - started) * 1000
         if settings.verbose:
-            _show_verbose_output()
-            _log.info(
+            verbose_logger().info(
                 "Hindsight %s for bank %r: %d found, %d injected (%d tokens)%s",
                 record.mode,
                 record.bank_id,
@@ -497,7 +487,7 @@ def _recall_options(settings: MemorySettings) -> dict[str, Any]:
     return {
         "budget": settings.budget,
         "max_tokens": settings.max_memory_tokens,
-        "types": settings.fact_types,
+        "types": settings.server_fact_types,
         "tags": settings.recall_tags,
         "tags_match": settings.recall_tags_match if settings.recall_tags else None,
         "include_entities": settings.include_entities,
@@ -514,5 +504,5 @@ def _reflect_options(settings: MemorySettings) -> dict[str, Any]:
         "include_facts": settings.reflect_include_facts,
         "tags": settings.recall_tags,
         "tags_match": settings.recall_tags_match if settings.recall_tags else None,
-        "fact_types": settings.fact_types,
+        "fact_types": settings.server_fact_types,
     }

@@ -22,7 +22,7 @@ import difflib
 import fnmatch
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Literal
 
@@ -34,10 +34,27 @@ from .errors import ConfigurationError
 from .models import Budget, TagsMatch
 from .pipeline.inject import InjectionMode
 
-__all__ = ["ENV_VARS", "FACT_TYPES", "MemorySettings", "SettingsLayers", "validate_options"]
+__all__ = [
+    "ENV_VARS",
+    "FACT_TYPES",
+    "MemorySettings",
+    "SettingsLayers",
+    "server_fact_type",
+    "validate_options",
+]
 
 FACT_TYPES = ("world", "experience", "observation")
 _FACT_TYPE_ALIASES = {"agent": "experience", "opinion": "observation", "observations": "observation"}
+
+
+def server_fact_type(name: object) -> str | None:
+    """The server's name for a fact type given by a user (None when it is not one)."""
+    if not isinstance(name, str):
+        return None
+    lowered = name.strip().lower()
+    lowered = _FACT_TYPE_ALIASES.get(lowered, lowered)
+    return lowered if lowered in FACT_TYPES else None
+
 
 ENV_VARS = {
     "HINDSIGHT_API_URL": "hindsight_api_url",
@@ -116,21 +133,22 @@ class MemorySettings(BaseModel):
     @field_validator("fact_types", mode="before")
     @classmethod
     def _check_fact_types(cls, value: Any) -> Any:
+        # Kept as the user gave them (``get_defaults().fact_types`` reads them back unchanged); translated
+        # to the server's names on the wire only (:attr:`server_fact_types`).
         if value is None:
             return None
         if isinstance(value, str):
             value = [value]
-        normalised = []
+        if not isinstance(value, (list, tuple, set, frozenset)):
+            raise ValueError(f"must be a list of fact type names, got {type(value).__name__}")
         for item in value:
-            name = _FACT_TYPE_ALIASES.get(str(item).lower(), str(item).lower())
-            if name not in FACT_TYPES:
+            if server_fact_type(item) is None:
                 allowed = ", ".join(FACT_TYPES)
                 raise ValueError(
-                    f"unknown fact type {item!r}; allowed: {allowed} (and 'agent' for 'experience')"
+                    f"unknown fact type {item!r}; allowed: {allowed} "
+                    "(and 'agent' for 'experience', 'opinion' for 'observation')"
                 )
-            if name not in normalised:
-                normalised.append(name)
-        return tuple(normalised)
+        return tuple(value)
 
     @field_validator("tags", "recall_tags", "excluded_models", mode="before")
     @classmethod
@@ -173,8 +191,22 @@ class MemorySettings(BaseModel):
 
     @property
     def effective_document_id(self) -> str | None:
-        """The document a conversation is stored under: ``document_id``, else ``session_id``."""
-        return self.document_id or self.session_id
+        """The document a conversation is stored under: ``session_id``, else the deprecated
+        ``document_id`` (hindsight-litellm 0.5.4's precedence)."""
+        return self.session_id or self.document_id
+
+    @property
+    def server_fact_types(self) -> tuple[str, ...] | None:
+        """``fact_types`` in the server's names (``agent`` -> ``experience``, ``opinion`` ->
+        ``observation``), each once, in the order given."""
+        if self.fact_types is None:
+            return None
+        names: list[str] = []
+        for item in self.fact_types:
+            name = server_fact_type(item)
+            if name is not None and name not in names:
+                names.append(name)
+        return tuple(names)
 
     @property
     def mode(self) -> Literal["recall", "reflect"]:
@@ -228,13 +260,16 @@ def _environment() -> dict[str, Any]:
     return dict(cached)
 
 
+_Scopes = tuple[tuple[dict[str, Any], frozenset[str] | None], ...]
+
+
 class SettingsLayers:
     """The configured defaults of one integration, its scoped overrides, and their resolution."""
 
     def __init__(self, name: str) -> None:
         self._lock = threading.Lock()
         self._configured: dict[str, Any] = {}
-        self._scope: contextvars.ContextVar[tuple[dict[str, Any], ...]] = contextvars.ContextVar(
+        self._scope: contextvars.ContextVar[_Scopes] = contextvars.ContextVar(
             f"hindsight_scope_{name}", default=()
         )
 
@@ -254,10 +289,16 @@ class SettingsLayers:
         return dict(self._configured)
 
     @contextmanager
-    def scope(self, values: Mapping[str, Any]) -> Iterator[None]:
-        """Override settings for the current thread/task (and tasks started inside) until the block ends."""
+    def scope(self, values: Mapping[str, Any], *, inherit: Iterable[str] | None = None) -> Iterator[None]:
+        """Override settings for the current thread/task (and tasks started inside) until the block ends.
+
+        By default the block changes only the options in ``values``. With ``inherit`` it is a complete
+        configuration of its own: inside it, only the options named in ``inherit`` keep the values of the
+        layers below (configured defaults, enclosing blocks); every other option not in ``values`` has its
+        default (or environment) value."""
         validated = validate_options(values)
-        token = self._scope.set((*self._scope.get(), validated))
+        entry = (validated, frozenset(inherit) if inherit is not None else None)
+        token = self._scope.set((*self._scope.get(), entry))
         try:
             yield
         finally:
@@ -266,13 +307,17 @@ class SettingsLayers:
     @property
     def scoped(self) -> tuple[Mapping[str, Any], ...]:
         """The scoped overrides active in this context, outermost first."""
-        return self._scope.get()
+        return tuple(values for values, _ in self._scope.get())
 
     def resolve(self, overrides: Mapping[str, Any] | None = None) -> MemorySettings:
         """The settings for one call: every layer merged, ``overrides`` (per-call options) on top."""
         merged = _environment()
         merged.update(self._configured)
-        for layer in self._scope.get():
+        for layer, inherit in self._scope.get():
+            if inherit is not None:
+                below = merged
+                merged = _environment()
+                merged.update({key: value for key, value in below.items() if key in inherit})
             merged.update(layer)
         if overrides:
             merged.update(validate_options(overrides))

@@ -13,17 +13,21 @@ import contextvars
 import functools
 import inspect
 import threading
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
-from hindsight_core import ConfigurationError
+from hindsight_core import DEFAULT_BASE_URL, ConfigurationError, NotConfiguredError
 from hindsight_core.memory import MemoryPipeline
 from hindsight_core.pipeline import InjectionMode
 from hindsight_core.pipeline.tokens import warm_up
 from hindsight_core.settings import MemorySettings, SettingsLayers
 
 __all__ = [
+    "DEFAULT_BANK_ID",
+    "DEFAULT_HINDSIGHT_API_URL",
+    "HINDSIGHT_API_KEY_ENV",
     "HindsightCallSettings",
     "HindsightConfig",
     "HindsightDefaults",
@@ -36,6 +40,13 @@ __all__ = [
     "set_bank_mission",
     "set_defaults",
 ]
+
+DEFAULT_HINDSIGHT_API_URL = DEFAULT_BASE_URL
+"""Where memory lives when no URL is configured: Hindsight Cloud (``HINDSIGHT_API_URL`` overrides it)."""
+DEFAULT_BANK_ID = "default"
+"""The bank the SDK wrappers use when none is given or configured (as in hindsight-litellm 0.5.4)."""
+HINDSIGHT_API_KEY_ENV = "HINDSIGHT_API_KEY"
+"""The environment variable the API key is read from when none is configured."""
 
 MemoryInjectionMode = InjectionMode
 """Where memories go: ``SYSTEM_MESSAGE`` (default) or ``PREPEND_USER`` (before the last user message)."""
@@ -115,9 +126,9 @@ HindsightCallSettings = HindsightDefaults
 class HindsightConfig:
     """The integration's configuration (a snapshot). The API key is never shown in its repr."""
 
-    hindsight_api_url: str
+    hindsight_api_url: str = DEFAULT_HINDSIGHT_API_URL
     api_key: str | None = field(default=None, repr=False)
-    excluded_models: list[str] | None = None
+    excluded_models: list[str] = field(default_factory=list)
     sync_storage: bool = False
     default_settings: HindsightDefaults = field(default_factory=HindsightDefaults)
     bank_name: str | None = None
@@ -153,7 +164,7 @@ class HindsightConfig:
         return cls(
             hindsight_api_url=settings.connection.base_url,
             api_key=settings.api_key.get_secret_value() if settings.api_key is not None else None,
-            excluded_models=list(settings.excluded_models) if settings.excluded_models is not None else None,
+            excluded_models=list(settings.excluded_models or ()),
             sync_storage=settings.sync_storage,
             default_settings=HindsightDefaults.from_settings(settings),
             bank_name=settings.bank_name,
@@ -286,6 +297,8 @@ def configure(
     values["max_memory_tokens"] = max_memory_tokens  # None is meaningful here: no token limit
     passed = passed_arguments() | ({"budget"} if recall_budget is not None else set())
     values = {key: value for key, value in values.items() if key in passed}
+    if document_id is not None:
+        warn_document_id(stacklevel=4)
     with _state_lock:
         LAYERS.configure(values)
         _state["configured"] = True
@@ -345,9 +358,20 @@ def set_defaults(
             **more,
         }
     )
-    LAYERS.configure(values)
+    if document_id is not None:
+        warn_document_id(stacklevel=3)
+    with _state_lock:
+        LAYERS.configure(values)
+        _state["configured"] = True  # as in 0.5.4, set_defaults() alone configures (with the defaults)
     warm_up()
     return HindsightDefaults.from_settings(_ensure_bank())
+
+
+def warn_document_id(*, stacklevel: int) -> None:
+    """``document_id`` is the deprecated name of ``session_id`` (0.5.4 warned the same way)."""
+    warnings.warn(
+        "document_id is deprecated; use session_id instead.", DeprecationWarning, stacklevel=stacklevel
+    )
 
 
 _ensured: set[tuple[str, str, str | None, str | None]] = set()
@@ -365,21 +389,28 @@ def _ensure_bank() -> MemorySettings:
     return settings
 
 
+def is_active_configuration() -> bool:
+    """Whether a configuration is in effect here: ``configure()``/``set_defaults()`` was called, or this
+    thread or task is inside a ``hindsight_memory()`` block."""
+    return _state["configured"] or bool(LAYERS.scoped)
+
+
 def get_config() -> HindsightConfig | None:
-    """The configuration in effect, or None if ``configure()`` has not been called."""
-    return HindsightConfig.from_settings(LAYERS.resolve()) if _state["configured"] else None
+    """The configuration in effect (inside a ``hindsight_memory()`` block: the block's), or None before
+    ``configure()``/``set_defaults()``."""
+    return HindsightConfig.from_settings(LAYERS.resolve()) if is_active_configuration() else None
 
 
 def get_defaults() -> HindsightDefaults | None:
-    """The per-call defaults in effect, or None if nothing has been configured."""
-    if not (_state["configured"] or LAYERS.configured):
-        return None
-    return HindsightDefaults.from_settings(LAYERS.resolve())
+    """The per-call defaults in effect (inside a ``hindsight_memory()`` block: the block's), or None before
+    ``configure()``/``set_defaults()``."""
+    return HindsightDefaults.from_settings(LAYERS.resolve()) if is_active_configuration() else None
 
 
 def is_configured() -> bool:
-    """Whether ``configure()`` has been called (since the last ``reset_config()``)."""
-    return _state["configured"]
+    """Whether memory is configured and has a bank to use (``configure()``/``set_defaults()`` with a
+    ``bank_id``, or ``HINDSIGHT_BANK_ID``; inside a ``hindsight_memory()`` block: the block's)."""
+    return is_active_configuration() and bool(LAYERS.resolve().bank_id)
 
 
 def reset_config() -> None:
@@ -404,7 +435,8 @@ def set_bank_mission(
         )
     )
     if not settings.bank_id:
-        raise ConfigurationError(
-            "set_bank_mission needs a bank_id (argument, configure() or HINDSIGHT_BANK_ID)"
+        raise NotConfiguredError(
+            "set_bank_mission needs a bank_id: pass bank_id=..., or configure(bank_id=...) / "
+            "set_defaults(bank_id=...) first (or set HINDSIGHT_BANK_ID)"
         )
     PIPELINE.ensure_bank(settings.model_copy(update={"mission": mission, "bank_name": name}))

@@ -15,15 +15,17 @@ before LiteLLM sees the call, so they never reach a provider.
 
 from __future__ import annotations
 
-import contextvars
+import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
+from hindsight_core._logging import verbose_logger
 from hindsight_core.connection import close_clients
 from hindsight_core.debug import InjectionDebugInfo, clear_last_debug, get_last_debug
-from hindsight_core.errors import StorageError
+from hindsight_core.errors import NotConfiguredError, StorageError
 from hindsight_core.pipeline import MEMORY_OPEN, InjectionMode, content_text
 from hindsight_core.pipeline.tokens import warm_up
 from hindsight_core.settings import validate_options
@@ -31,7 +33,15 @@ from hindsight_core.settings import validate_options
 from ._calls import acall_with_memory, call_with_memory
 from ._messages import openai_reply, to_message_dicts
 from ._streams import OpenAICollector
-from .config import LAYERS, PIPELINE, passed_arguments, records_passed
+from .config import (
+    LAYERS,
+    PIPELINE,
+    is_active_configuration,
+    passed_arguments,
+    records_passed,
+    reset_config,
+    warn_document_id,
+)
 
 __all__ = [
     "acompletion",
@@ -54,9 +64,6 @@ _RENAMES = {"api_url": "hindsight_api_url", "recall_budget": "budget"}
 _lock = threading.Lock()
 _switch = {"enabled": False}  # process-wide: enable() is an application-level decision
 _originals: dict[str, Callable[..., Any]] = {}
-_scope_active: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "hindsight_litellm_active", default=False
-)
 
 
 def pop_hindsight_options(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -69,13 +76,14 @@ def pop_hindsight_options(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _litellm(name: str) -> Callable[..., Any]:
-    """LiteLLM's own ``completion``/``acompletion`` (the original even while patched)."""
-    original = _originals.get(name)
-    if original is not None:
-        return original
+    """LiteLLM's ``completion``/``acompletion`` as it is now (a user's mock or spy included), except that
+    our own patched function is looked through to LiteLLM's original behind it, so that a call is never
+    injected or stored twice."""
     import litellm
 
     function: Callable[..., Any] = getattr(litellm, name)
+    if function is _PATCHED.get(name):
+        function = _originals.get(name, function)
     return function
 
 
@@ -150,7 +158,7 @@ async def acompletion(*args: Any, **kwargs: Any) -> Any:
 
 
 def _active() -> bool:
-    return _switch["enabled"] or _scope_active.get()
+    return _switch["enabled"] or bool(LAYERS.scoped)
 
 
 def _already_injected(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
@@ -176,43 +184,85 @@ async def _patched_acompletion(*args: Any, **kwargs: Any) -> Any:
     return await _litellm("acompletion")(*args, **kwargs)
 
 
+_PATCHED: dict[str, Callable[..., Any]] = {
+    "completion": _patched_completion,
+    "acompletion": _patched_acompletion,
+}
+
+
 def _install() -> None:
     """Put the memory wrappers in place of ``litellm.completion``/``acompletion`` (idempotent)."""
     import litellm
 
     with _lock:
-        if litellm.completion is not _patched_completion:
-            _originals["completion"] = litellm.completion
-            litellm.completion = _patched_completion
-        if litellm.acompletion is not _patched_acompletion:
-            _originals["acompletion"] = litellm.acompletion
-            litellm.acompletion = _patched_acompletion
+        for name, patched in _PATCHED.items():
+            if getattr(litellm, name) is not patched:
+                _originals[name] = getattr(litellm, name)
+                setattr(litellm, name, patched)
 
 
 def _uninstall() -> None:
+    """Give LiteLLM its own functions back (``cleanup()``). Until then the patched functions stay in place
+    even while memory is off, as a filter that removes ``hindsight_*`` options (so they never reach a
+    provider) and calls LiteLLM's own function."""
     import litellm
 
     with _lock:
-        if litellm.completion is _patched_completion and "completion" in _originals:
-            litellm.completion = _originals["completion"]
-        if litellm.acompletion is _patched_acompletion and "acompletion" in _originals:
-            litellm.acompletion = _originals["acompletion"]
+        for name, patched in _PATCHED.items():
+            if getattr(litellm, name) is patched and name in _originals:
+                setattr(litellm, name, _originals[name])
         _originals.clear()
+
+
+def _warn_if_callback_registered() -> None:
+    import litellm
+
+    from .callbacks import HindsightCallback
+
+    registered = [
+        callback
+        for callback in (getattr(litellm, "callbacks", None) or [])
+        if isinstance(callback, HindsightCallback)
+    ]
+    if registered:
+        warnings.warn(
+            "enable() found a HindsightCallback in litellm.callbacks: that is two memory paths for the same "
+            "calls. enable() already injects and stores; remove the callback from litellm.callbacks (this "
+            "integration never injects or stores a call twice, but the callback is not needed).",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def enable() -> None:
     """Give plain ``litellm.completion``/``litellm.acompletion`` calls memory, process-wide.
 
-    Code that imported the functions by name before this call (``from litellm import completion``) keeps
-    the unpatched function: call ``litellm.completion`` or ``hindsight_litellm.completion`` instead.
+    Needs a configuration with a bank: ``configure()`` (and ``set_defaults(bank_id=...)`` or
+    ``configure(bank_id=...)``) first, else :class:`~hindsight_core.NotConfiguredError` (a
+    ``RuntimeError``) says what to call. Code that imported the functions by name before this call
+    (``from litellm import completion``) keeps the unpatched function: call ``litellm.completion`` or
+    ``hindsight_litellm.completion`` instead.
     """
+    if not is_active_configuration():
+        raise NotConfiguredError("Hindsight not configured: call configure() before enable().")
+    settings = LAYERS.resolve()
+    if not settings.bank_id:
+        raise NotConfiguredError(
+            "Hindsight bank_id not set: call set_defaults(bank_id=...) (or configure(bank_id=...)) "
+            "before enable()."
+        )
+    _warn_if_callback_registered()
     _install()
     warm_up()
     _switch["enabled"] = True
+    if settings.verbose:
+        verbose_logger().info("Hindsight memory enabled for bank %r", settings.bank_id)
 
 
 def disable() -> None:
-    """Stop giving plain LiteLLM calls memory (``hindsight_litellm.completion()`` still uses it)."""
+    """Stop giving plain LiteLLM calls memory (``hindsight_litellm.completion()`` still uses it). Plain
+    calls still have their ``hindsight_*`` options removed, so none reaches a provider; ``cleanup()`` gives
+    LiteLLM its own functions back."""
     _switch["enabled"] = False
 
 
@@ -222,11 +272,18 @@ def is_enabled() -> bool:
 
 
 def cleanup(timeout: float = 10.0) -> None:
-    """Disable, restore LiteLLM's functions, wait up to ``timeout`` s for queued storage, close clients."""
+    """Shut memory down: disable, restore LiteLLM's functions, remove the shared ``HindsightCallback``,
+    wait up to ``timeout`` s for queued storage, close clients, and forget the configuration
+    (``reset_config()``)."""
     disable()
-    _uninstall()
+    if "litellm" in sys.modules:
+        _uninstall()
+        from .callbacks import cleanup_callback
+
+        cleanup_callback()
     PIPELINE.storage.flush(timeout=timeout)
     close_clients()
+    reset_config()
 
 
 @records_passed
@@ -254,11 +311,19 @@ def hindsight_memory(
     recall_tags_match: str = "any",
     **more: Any,
 ) -> AbstractContextManager[None]:
-    """Memory for plain ``litellm.completion``/``acompletion`` calls inside the block, with these settings.
+    """Memory for plain ``litellm.completion``/``acompletion`` calls inside the block: a complete
+    temporary configuration, as in hindsight-litellm 0.5.4.
 
-    The block is private to the current thread or asyncio task (and tasks it starts); concurrent users
-    never see each other's bank. Blocks nest; on exit, also through an exception, the previous state is
-    back. Options you do not pass keep the configured values.
+    Inside the block, ``get_config()``, ``get_defaults()`` and ``is_enabled()`` report the block's
+    settings, and every memory option the block does not pass has its default (not the configured value).
+    One difference, on purpose: the server (``hindsight_api_url``, ``api_key``, timeouts, retries) and
+    ``strict`` are inherited from ``configure()`` or the environment when the block does not pass them, so
+    a block never sends conversations to another server than the one configured (0.5.4 switched to
+    Hindsight Cloud without a key). A bank is needed (``bank_id=...`` or ``HINDSIGHT_BANK_ID``), else
+    :class:`~hindsight_core.NotConfiguredError` (a ``RuntimeError``).
+
+    The block is private to the current thread or asyncio task (and tasks it starts): concurrent users
+    never see each other's bank. Blocks nest; on exit, also through an exception, everything is as it was.
     """
     values = {
         "hindsight_api_url": hindsight_api_url,
@@ -284,21 +349,37 @@ def hindsight_memory(
         "recall_tags_match": recall_tags_match,
     }
     passed = passed_arguments()
-    scoped = {key: value for key, value in values.items() if key in passed}
+    scoped = {key: value for key, value in values.items() if key in passed and value is not None}
     scoped.update(more)
+    if document_id is not None:
+        warn_document_id(stacklevel=4)
     return _memory_scope(validate_options(scoped))
+
+
+INHERITED_IN_BLOCKS = (
+    "hindsight_api_url",
+    "api_key",
+    "connect_timeout",
+    "recall_timeout",
+    "reflect_timeout",
+    "retain_timeout",
+    "max_retries",
+    "strict",
+)
+"""What a ``hindsight_memory()`` block takes from the configuration when it does not pass it."""
 
 
 @contextmanager
 def _memory_scope(values: dict[str, Any]) -> Iterator[None]:
-    _install()
-    warm_up()
-    with LAYERS.scope(values):
-        token = _scope_active.set(True)
-        try:
-            yield
-        finally:
-            _scope_active.reset(token)
+    with LAYERS.scope(values, inherit=INHERITED_IN_BLOCKS):
+        if not LAYERS.resolve().bank_id:
+            raise NotConfiguredError(
+                "hindsight_memory() needs a bank: pass hindsight_memory(bank_id=...) "
+                "(or set HINDSIGHT_BANK_ID)"
+            )
+        _install()
+        warm_up()
+        yield
 
 
 # ------------------------------------------------------------------------------------------------- debug

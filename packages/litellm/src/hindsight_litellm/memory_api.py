@@ -166,7 +166,7 @@ def _recall_args(
     arguments = {
         "budget": settings.budget,
         "max_tokens": max_tokens,
-        "types": settings.fact_types,
+        "types": settings.server_fact_types,
         "tags": settings.recall_tags,
         "tags_match": settings.recall_tags_match if settings.recall_tags else None,
         "include_entities": settings.include_entities,
@@ -286,7 +286,7 @@ def _reflect_args(
         "include_facts": settings.reflect_include_facts,
         "tags": settings.recall_tags,
         "tags_match": settings.recall_tags_match if settings.recall_tags else None,
-        "fact_types": settings.fact_types,
+        "fact_types": settings.server_fact_types,
     }
     return settings, bank, arguments
 

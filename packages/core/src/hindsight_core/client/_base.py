@@ -75,7 +75,7 @@ __all__ = [
     "Timeouts",
 ]
 
-DEFAULT_BASE_URL = "http://localhost:8888"
+DEFAULT_BASE_URL = "https://api.hindsight.vectorize.io"
 _API = "/v1/default/banks"
 
 T = TypeVar("T")

@@ -37,7 +37,8 @@ class AsyncHindsightClient(BaseClient):
     """Asynchronous client for a Hindsight server; it never blocks the event loop.
 
     ``base_url`` and ``api_key`` default to ``HINDSIGHT_API_URL`` / ``HINDSIGHT_API_KEY`` (the URL then to
-    ``http://localhost:8888``). Connections are pooled; nothing touches the network until the first call.
+    Hindsight Cloud, ``https://api.hindsight.vectorize.io``). Connections are pooled; nothing touches the
+    network until the first call.
     Use it as an async context manager or call :meth:`aclose`. Pass ``http_client`` to supply your own
     ``httpx.AsyncClient`` (proxies, custom transports); a client you pass in is not closed by :meth:`aclose`.
     """

@@ -35,7 +35,8 @@ class HindsightClient(BaseClient):
     """Blocking client for a Hindsight server.
 
     ``base_url`` and ``api_key`` default to ``HINDSIGHT_API_URL`` / ``HINDSIGHT_API_KEY`` (the URL then to
-    ``http://localhost:8888``). Connections are pooled; nothing touches the network until the first call.
+    Hindsight Cloud, ``https://api.hindsight.vectorize.io``). Connections are pooled; nothing touches the
+    network until the first call.
     Use it as a context manager or call :meth:`close`. Pass ``http_client`` to supply your own
     ``httpx.Client`` (proxies, custom transports); a client you pass in is not closed by :meth:`close`.
     """
