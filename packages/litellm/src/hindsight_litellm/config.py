@@ -86,8 +86,9 @@ class HindsightDefaults:
 
     @property
     def effective_document_id(self) -> str | None:
-        """The document conversations are stored under: ``document_id``, else ``session_id``."""
-        return self.document_id or self.session_id
+        """The document conversations are stored under: ``session_id``, else the deprecated
+        ``document_id``."""
+        return self.session_id if self.session_id is not None else self.document_id
 
     @classmethod
     def from_settings(cls, settings: MemorySettings) -> HindsightDefaults:

@@ -28,7 +28,7 @@ from hindsight_core.debug import InjectionDebugInfo, clear_last_debug, get_last_
 from hindsight_core.errors import NotConfiguredError, StorageError
 from hindsight_core.pipeline import MEMORY_OPEN, InjectionMode, content_text
 from hindsight_core.pipeline.tokens import warm_up
-from hindsight_core.settings import validate_options
+from hindsight_core.settings import MemorySettings, validate_options
 
 from ._calls import acall_with_memory, call_with_memory
 from ._messages import openai_reply, to_message_dicts
@@ -112,6 +112,19 @@ def _send_arguments(kwargs: dict[str, Any], injected: list[dict[str, Any]]) -> d
     return {**kwargs, "messages": injected, "litellm_call_id": memory_call_id(kwargs)}
 
 
+def _require_bank(settings: MemorySettings, model: str | None) -> None:
+    """A configured integration with no bank for this call is a mistake to report, not to skip quietly:
+    raise before anything is sent, as hindsight-litellm 0.5.4 did. (Unconfigured, the call goes on without
+    memory and a warning says why.)"""
+    if settings.bank_id or not is_active_configuration() or settings.is_excluded(model):
+        return
+    if settings.inject_memories or settings.store_conversations:
+        raise NotConfiguredError(
+            "No bank_id configured: call set_defaults(bank_id=...) (or configure(bank_id=...)), or pass "
+            "hindsight_bank_id=... to the completion call"
+        )
+
+
 def completion(*args: Any, **kwargs: Any) -> Any:
     """``litellm.completion`` with memory: memories injected before the call, the exchange stored after.
 
@@ -120,6 +133,7 @@ def completion(*args: Any, **kwargs: Any) -> Any:
     """
     settings = LAYERS.resolve(pop_hindsight_options(kwargs))
     model, messages = _split_call(args, kwargs)
+    _require_bank(settings, model)
 
     def send(injected: list[dict[str, Any]]) -> Any:
         return _litellm("completion")(**_send_arguments(kwargs, injected))
@@ -139,6 +153,7 @@ async def acompletion(*args: Any, **kwargs: Any) -> Any:
     """``litellm.acompletion`` with memory (recall and storage never block the event loop)."""
     settings = LAYERS.resolve(pop_hindsight_options(kwargs))
     model, messages = _split_call(args, kwargs)
+    _require_bank(settings, model)
 
     async def send(injected: list[dict[str, Any]]) -> Any:
         return await _litellm("acompletion")(**_send_arguments(kwargs, injected))

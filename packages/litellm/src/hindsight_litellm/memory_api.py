@@ -3,7 +3,9 @@
 They use the configured settings (``configure()``, ``set_defaults()``, ``hindsight_memory()``) with the
 arguments given on top, call the server through the core's shared clients, and return the result types
 of hindsight-litellm 0.5.4. Unlike memory injection, which fails open, these raise on failure: you asked
-for this call, so you get its error (a :class:`~hindsight_core.HindsightError`).
+for this call, so you get its error (a :class:`~hindsight_core.HindsightError`). Without a configuration
+or a bank they raise :class:`~hindsight_core.NotConfiguredError` (a ``RuntimeError``, as in 0.5.4). The
+``debug`` of each result is filled when ``verbose`` is set, as in 0.5.4.
 """
 
 from __future__ import annotations
@@ -12,9 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, overload
 
-from hindsight_core import (
-    ConfigurationError,
-)
+from hindsight_core import NotConfiguredError
 from hindsight_core import (
     RecallResponse as CoreRecallResponse,
 )
@@ -53,6 +53,9 @@ class RecallResult:
     fact_type: str
     weight: float = 1.0
     metadata: dict[str, Any] | None = None
+
+    def __str__(self) -> str:
+        return self.text
 
 
 @dataclass
@@ -111,6 +114,9 @@ class ReflectResult:
     debug: ReflectDebugInfo | None = None
     structured_output: dict[str, Any] | None = None
 
+    def __str__(self) -> str:
+        return self.text
+
 
 @dataclass
 class RetainDebugInfo:
@@ -125,16 +131,22 @@ class RetainDebugInfo:
 
 @dataclass
 class RetainResult:
+    """Whether the server took the content (``bool(result)`` is ``success``)."""
+
     success: bool
-    items_count: int
+    items_count: int = 0
     debug: RetainDebugInfo | None = None
+
+    def __bool__(self) -> bool:
+        return self.success
 
 
 def _settings(overrides: dict[str, Any]) -> tuple[MemorySettings, str]:
     settings = LAYERS.resolve({key: value for key, value in overrides.items() if value is not None})
     if not settings.bank_id:
-        raise ConfigurationError(
-            "no bank_id: pass bank_id=..., set it with configure()/set_defaults(), or set HINDSIGHT_BANK_ID"
+        raise NotConfiguredError(
+            "Hindsight not configured: call configure() (with bank_id, or set_defaults(bank_id=...)) or pass "
+            "bank_id=... (or set HINDSIGHT_BANK_ID)"
         )
     return settings, settings.bank_id
 
@@ -165,7 +177,7 @@ def _recall_args(
     )
     arguments = {
         "budget": settings.budget,
-        "max_tokens": max_tokens,
+        "max_tokens": max_tokens or settings.max_memory_tokens,
         "types": settings.server_fact_types,
         "tags": settings.recall_tags,
         "tags_match": settings.recall_tags_match if settings.recall_tags else None,
@@ -187,14 +199,18 @@ def _recall_result(
         )
         for r in response.results
     ]
-    debug = RecallDebugInfo(
-        query=query,
-        bank_id=bank,
-        budget=settings.budget,
-        max_tokens=max_tokens,
-        fact_types=list(settings.fact_types) if settings.fact_types else None,
-        results_count=len(results),
-        api_url=settings.connection.base_url,
+    debug = (
+        RecallDebugInfo(
+            query=query,
+            bank_id=bank,
+            budget=settings.budget,
+            max_tokens=max_tokens or settings.max_memory_tokens,
+            fact_types=list(settings.fact_types) if settings.fact_types else None,
+            results_count=len(results),
+            api_url=settings.connection.base_url,
+        )
+        if settings.verbose
+        else None
     )
     return RecallResponse(results=results, debug=debug)
 
@@ -292,12 +308,16 @@ def _reflect_args(
 
 
 def _reflect_result(response: CoreReflect, query: str, bank: str, settings: MemorySettings) -> ReflectResult:
-    debug = ReflectDebugInfo(
-        query=query,
-        bank_id=bank,
-        budget=settings.budget,
-        context=settings.reflect_context,
-        api_url=settings.connection.base_url,
+    debug = (
+        ReflectDebugInfo(
+            query=query,
+            bank_id=bank,
+            budget=settings.budget,
+            context=settings.reflect_context,
+            api_url=settings.connection.base_url,
+        )
+        if settings.verbose
+        else None
     )
     based_on = list(response.based_on.memories) if response.based_on is not None else None
     return ReflectResult(
@@ -366,7 +386,7 @@ def _retain_args(
     metadata: dict[str, str] | None,
     hindsight_api_url: str | None,
     sync: bool,
-) -> tuple[MemorySettings, str, dict[str, Any], RetainDebugInfo]:
+) -> tuple[MemorySettings, str, dict[str, Any], RetainDebugInfo | None]:
     settings, bank = _settings({"bank_id": bank_id, "tags": tags, "hindsight_api_url": hindsight_api_url})
     arguments = {
         "context": context,
@@ -375,14 +395,18 @@ def _retain_args(
         "metadata": metadata,
         "async_": not sync,
     }
-    debug = RetainDebugInfo(
-        content=content,
-        bank_id=bank,
-        context=context,
-        document_id=document_id,
-        tags=list(settings.tags) if settings.tags else None,
-        metadata=metadata,
-        api_url=settings.connection.base_url,
+    debug = (
+        RetainDebugInfo(
+            content=content,
+            bank_id=bank,
+            context=context,
+            document_id=document_id,
+            tags=list(settings.tags) if settings.tags else None,
+            metadata=metadata,
+            api_url=settings.connection.base_url,
+        )
+        if settings.verbose
+        else None
     )
     return settings, bank, arguments, debug
 

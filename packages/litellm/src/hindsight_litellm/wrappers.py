@@ -19,7 +19,7 @@ from hindsight_core.settings import MemorySettings, validate_options
 from ._calls import acall_with_memory, call_with_memory
 from ._messages import anthropic_reply, openai_reply, to_message_dicts
 from ._streams import AnthropicCollector, Collector, OpenAICollector
-from .config import LAYERS, PIPELINE, HindsightDefaults
+from .config import DEFAULT_BANK_ID, LAYERS, PIPELINE, HindsightDefaults
 from .integration import pop_hindsight_options
 
 __all__ = ["HindsightAnthropic", "HindsightOpenAI", "wrap_anthropic", "wrap_openai"]
@@ -68,7 +68,10 @@ class _WrapperBase(_Passthrough):
         raise NotImplementedError
 
     def _settings(self, kwargs: dict[str, Any]) -> MemorySettings:
-        return LAYERS.resolve({**self._values, **pop_hindsight_options(kwargs)})
+        settings = LAYERS.resolve({**self._values, **pop_hindsight_options(kwargs)})
+        if settings.bank_id is None:  # none given, configured or in the environment: 0.5.4's default bank
+            settings = settings.model_copy(update={"bank_id": DEFAULT_BANK_ID})
+        return settings
 
     def close(self) -> Any:
         """Close the wrapped client (awaitable for an async client)."""
@@ -263,9 +266,9 @@ class HindsightAnthropic(_WrapperBase):
         return self._target.messages.create
 
 
-def _ensure_bank(values: dict[str, Any]) -> None:
-    if values.get("mission") or values.get("bank_name"):
-        PIPELINE.ensure_bank(LAYERS.resolve(values))
+def _ensure_bank(wrapped: _WrapperBase) -> None:
+    if wrapped._values.get("mission") or wrapped._values.get("bank_name"):
+        PIPELINE.ensure_bank(wrapped._settings({}))
 
 
 def wrap_openai(
@@ -284,7 +287,7 @@ def wrap_openai(
     wrapped = HindsightOpenAI(
         client, hindsight_api_url, api_key, mission=mission, bank_name=bank_name, **settings_kwargs
     )
-    _ensure_bank(wrapped._values)
+    _ensure_bank(wrapped)
     return wrapped
 
 
@@ -300,5 +303,5 @@ def wrap_anthropic(
     wrapped = HindsightAnthropic(
         client, hindsight_api_url, api_key, mission=mission, bank_name=bank_name, **settings_kwargs
     )
-    _ensure_bank(wrapped._values)
+    _ensure_bank(wrapped)
     return wrapped
