@@ -7,7 +7,7 @@ import inspect
 import pytest
 
 import hindsight_litellm as hl
-from hindsight_core import ConfigurationError, HindsightClient, NotFoundError
+from hindsight_core import ConfigurationError, HindsightClient, NotConfiguredError, NotFoundError
 from tests.helpers import wait_for
 
 SEEDS_NAMES = [
@@ -240,9 +240,14 @@ def test_direct_apis_sync(hindsight_server: str, seeded: str) -> None:
     for m in memories:
         assert m.fact_type in ("world", "experience", "observation")
         assert isinstance(m.weight, float)
-    assert memories.debug is not None
-    assert memories.debug.bank_id == seeded
+    assert memories.debug is None  # as in 0.5.4, debug info comes with verbose=True
     assert memories[0].text == memories.results[0].text
+    assert str(memories[0]) == memories[0].text
+    hl.configure(hindsight_api_url=hindsight_server, bank_id=seeded, verbose=True)
+    loud = hl.recall("what projects is the user working on?")
+    assert loud.debug is not None
+    assert loud.debug.bank_id == seeded
+    assert loud.debug.max_tokens == 4096
     result = hl.reflect("what do you know about the user's preferences?", context="I am a support agent.")
     assert result.text
     retained = hl.retain(
@@ -284,9 +289,11 @@ def test_direct_api_errors_are_raised(hindsight_server: str) -> None:
     with pytest.raises(NotFoundError):
         hl.recall("anything", bank_id="no-such-bank-ever")
     hl.reset_config()
-    with pytest.raises(ConfigurationError) as info:
+    with pytest.raises(NotConfiguredError) as info:  # a RuntimeError too, as 0.5.4 raised
         hl.recall("anything", hindsight_api_url=hindsight_server)
     assert "bank_id" in str(info.value)
+    assert isinstance(info.value, RuntimeError)
+    assert "configure()" in str(info.value)
 
 
 @pytest.mark.server

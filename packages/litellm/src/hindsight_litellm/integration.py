@@ -82,9 +82,7 @@ def _litellm(name: str) -> Callable[..., Any]:
     import litellm
 
     function: Callable[..., Any] = getattr(litellm, name)
-    if function is _PATCHED.get(name):
-        function = _originals.get(name, function)
-    return function
+    return _original(name) if function is _PATCHED.get(name) else function
 
 
 def _split_call(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str | None, list[dict[str, Any]]]:
@@ -185,18 +183,28 @@ def _already_injected(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     return any(isinstance(m, Mapping) and MEMORY_OPEN in content_text(m.get("content")) for m in messages)
 
 
+def _original(name: str) -> Callable[..., Any]:
+    """LiteLLM's own function behind our patch (what the patched function passes a call on to)."""
+    original = _originals.get(name)
+    if original is None:
+        import litellm
+
+        original = getattr(litellm, name)
+    return original
+
+
 def _patched_completion(*args: Any, **kwargs: Any) -> Any:
     if _active() and not _already_injected(args, kwargs):
         return completion(*args, **kwargs)
     pop_hindsight_options(kwargs)
-    return _litellm("completion")(*args, **kwargs)
+    return _original("completion")(*args, **kwargs)
 
 
 async def _patched_acompletion(*args: Any, **kwargs: Any) -> Any:
     if _active() and not _already_injected(args, kwargs):
         return await acompletion(*args, **kwargs)
     pop_hindsight_options(kwargs)
-    return await _litellm("acompletion")(*args, **kwargs)
+    return await _original("acompletion")(*args, **kwargs)
 
 
 _PATCHED: dict[str, Callable[..., Any]] = {
