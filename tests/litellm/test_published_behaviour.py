@@ -326,3 +326,39 @@ def test_published_wrappers_default_to_the_bank_named_default(
         model="gpt-4o-mini", messages=[{"role": "user", "content": "What is the user's lucky number?"}]
     )
     assert "4711" in str(fake_openai.last_json["messages"])
+
+
+@pytest.mark.usefixtures("private_storage")
+def test_sync_storage_with_strict_raises_when_the_turn_is_not_stored(fake_openai: FakeOpenAI) -> None:
+    """0.5.4's sync_storage raised storage errors at once; ours does with strict=True (the failure is
+    reported, not raised, without it)."""
+    from hindsight_core import StorageError
+    from tests.helpers import closed_port_url
+
+    hl.configure(
+        hindsight_api_url=closed_port_url(),
+        bank_id="b",
+        sync_storage=True,
+        strict=True,
+        inject_memories=False,
+        retain_timeout=1.0,
+        max_retries=0,
+    )
+    with pytest.raises(StorageError, match="could not be stored"):
+        hl.completion(**openai_call(fake_openai, messages=[{"role": "user", "content": "Remember this."}]))
+    assert len(fake_openai.requests) == 1  # the LLM call was made; its storage failed
+    hl.configure(strict=False)
+    response = hl.completion(**openai_call(fake_openai, messages=[{"role": "user", "content": "And this."}]))
+    assert response.choices[0].message.content
+    debug = hl.get_last_injection_debug()
+    assert debug is not None
+    assert debug.storage_status != "stored"
+
+
+@pytest.mark.server
+def test_sync_storage_waits_for_the_turn(hindsight_server: str, seeded: str, fake_openai: FakeOpenAI) -> None:
+    hl.configure(hindsight_api_url=hindsight_server, bank_id=seeded, sync_storage=True, strict=True)
+    hl.completion(**openai_call(fake_openai, messages=[{"role": "user", "content": "My cat is Miso."}]))
+    debug = hl.get_last_injection_debug()
+    assert debug is not None
+    assert debug.storage_status == "stored"

@@ -27,7 +27,7 @@ from typing import Any
 from ._logging import RateLimitedLog, verbose_logger
 from .connection import async_client, sync_client
 from .debug import InjectionDebugInfo, set_last_debug
-from .errors import APIConnectionError, ConfigurationError, HindsightError, NotFoundError
+from .errors import APIConnectionError, ConfigurationError, HindsightError, NotFoundError, StorageError
 from .models import RecallResponse, ReflectResponse
 from .pipeline import (
     Memory,
@@ -436,6 +436,7 @@ class MemoryPipeline:
         self._submit(call, turn)
         if call.settings.sync_storage if wait is None else wait:
             self.storage.flush(timeout=call.settings.retain_timeout)
+            self._raise_if_not_stored(call)
 
     async def afinish(self, call: MemoryCall, reply: Message | str | None) -> None:
         """:meth:`finish` for asyncio (the optional wait does not block the event loop)."""
@@ -445,6 +446,22 @@ class MemoryPipeline:
         self._submit(call, turn)
         if call.settings.sync_storage:
             await self.storage.aflush(timeout=call.settings.retain_timeout)
+            self._raise_if_not_stored(call)
+
+    @staticmethod
+    def _raise_if_not_stored(call: MemoryCall) -> None:
+        """With ``sync_storage`` and ``strict``, a turn the server did not take is an error (as
+        ``sync_storage`` raised in hindsight-litellm 0.5.4); without ``strict`` it is reported, not raised."""
+        record = call.record
+        if not call.settings.strict or record.storage_status in ("stored", "skipped"):
+            return
+        reason = record.storage_error or f"not acknowledged within {call.settings.retain_timeout:g} s"
+        raise StorageError(
+            f"the conversation could not be stored in bank {call.settings.bank_id!r} "
+            f"({record.storage_status}): {reason}",
+            failure=None,
+            permanent=record.storage_status == "failed",
+        )
 
     # ----------------------------------------------------------------------------------------------- bank
 
