@@ -907,6 +907,20 @@ def wrap_openai_client(ctx: Context) -> Observation:
 
 
 @scenario
+def callback_registered_without_enable(ctx: Context) -> Observation:
+    hl.configure(hindsight_api_url=ctx.server, bank_id=ctx.seeded, store_conversations=False)
+    litellm.callbacks = [hl.get_callback()]
+    litellm.completion(**ctx.call())
+    sync_sent = ctx.sent()
+    asyncio.run(litellm.acompletion(**ctx.call()))
+    async_sent = ctx.sent()
+    return {
+        "sync": memory_blocks(sync_sent[0]) if sync_sent else None,
+        "async": memory_blocks(async_sent[0]) if async_sent else None,
+    }
+
+
+@scenario
 def callback_helpers(ctx: Context) -> Observation:
     callback = hl.get_callback()
     same = hl.get_callback() is callback

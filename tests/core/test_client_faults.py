@@ -434,7 +434,7 @@ def test_url_and_key_come_from_the_environment(clean_env: pytest.MonkeyPatch) ->
 
 def test_default_url_without_environment(clean_env: pytest.MonkeyPatch) -> None:
     with HindsightClient() as client:
-        assert client.base_url == "http://localhost:8888"
+        assert client.base_url == "https://api.hindsight.vectorize.io"  # Hindsight Cloud, as 0.5.4
         assert not client.has_api_key
 
 

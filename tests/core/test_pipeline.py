@@ -13,6 +13,7 @@ from hindsight_core.pipeline import (
     MEMORY_OPEN,
     InjectionMode,
     Memory,
+    completes_turn,
     content_text,
     count_tokens,
     extract_query,
@@ -349,25 +350,37 @@ def test_transcript_with_tool_calls_and_results() -> None:
         },
         {"role": "tool", "tool_call_id": "call_1", "content": "18C and sunny"},
     ]
-    assert transcript(messages[:1], messages[1]) == (
-        'user: Weather in Paris?\nassistant: called get_weather with {"city": "Paris"}'
-    )
+    # One rule for agent turns (issue: one storage policy): a reply that calls tools is a step of the turn
+    # and stores nothing; the answer stores the turn once, as the user's words and the answer.
+    assert not completes_turn(messages[1])
+    assert transcript(messages[:1], messages[1]) == ""
     assert transcript(messages, "It is 18C and sunny in Paris.") == (
-        "tool get_weather returned: 18C and sunny\nassistant: It is 18C and sunny in Paris."
+        "user: Weather in Paris?\nassistant: It is 18C and sunny in Paris."
     )
+    assert new_turn(
+        [*messages, {"role": "assistant", "content": "18C."}, {"role": "user", "content": "Thanks"}]
+    ) == [{"role": "user", "content": "Thanks"}]
 
 
-def test_transcript_handles_non_json_tool_arguments_and_multimodal_text() -> None:
-    reply = {
-        "role": "assistant",
-        "content": "",
-        "tool_calls": [{"function": {"name": "f", "arguments": "{oops"}}],
-    }
+def test_transcript_of_an_anthropic_agent_turn_skips_tool_use_and_tool_results() -> None:
+    messages: list[dict[str, Any]] = [
+        {"role": "user", "content": [{"type": "text", "text": "Weather in Paris?"}]},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "w", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "18C"}]},
+    ]
+    step = {"role": "assistant", "content": [{"type": "tool_use", "id": "t2", "name": "w", "input": {}}]}
+    assert transcript(messages, step) == ""
+    answer = {"role": "assistant", "content": [{"type": "text", "text": "18C in Paris."}]}
+    assert transcript(messages, answer) == "user: Weather in Paris?\nassistant: 18C in Paris."
+    assert extract_query(messages) == "Weather in Paris?"  # not the tool result
+
+
+def test_transcript_handles_multimodal_text() -> None:
     user = {
         "role": "user",
         "content": [{"type": "text", "text": "Look:"}, {"type": "image_url", "image_url": {}}],
     }
-    assert transcript([user], reply) == "user: Look:\n[image]\nassistant: called f with {oops"
+    assert transcript([user], "A cat.") == "user: Look:\n[image]\nassistant: A cat."
 
 
 def test_transcript_never_contains_injected_memory() -> None:

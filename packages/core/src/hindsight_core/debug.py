@@ -58,10 +58,15 @@ class InjectionDebugInfo:
     memories_dropped_by_budget: int = 0
     memories_dropped_by_limit: int = 0
     tokens_injected: int = 0
+    lookup_reused: bool = False
+    """True when this call continued a user message whose lookup was already made (an agent step, a
+    retry): its memories were reused, not recalled again."""
     max_memory_tokens: int | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     storage_status: StorageStatus = "not stored"
     storage_error: str | None = None
+    storage_reason: str | None = None
+    """Why the call stored nothing (``storage_status`` ``skipped``): e.g. a step of an agent turn."""
     created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
     def as_dict(self) -> dict[str, Any]:
@@ -80,6 +85,7 @@ class InjectionDebugInfo:
             "memories_dropped_by_budget": self.memories_dropped_by_budget,
             "memories_dropped_by_limit": self.memories_dropped_by_limit,
             "tokens_injected": self.tokens_injected,
+            "lookup_reused": self.lookup_reused,
             "max_memory_tokens": self.max_memory_tokens,
             "memory_context": self.memory_context,
             "reflect_text": self.reflect_text,
@@ -88,6 +94,7 @@ class InjectionDebugInfo:
             "timings_ms": dict(self.timings_ms),
             "storage_status": self.storage_status,
             "storage_error": self.storage_error,
+            "storage_reason": self.storage_reason,
             "created_at": self.created_at.isoformat(),
         }
 

@@ -17,6 +17,7 @@ it on the background storage worker; it never waits for the server (unless ``syn
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 import time
@@ -28,10 +29,12 @@ from ._logging import RateLimitedLog, verbose_logger
 from .connection import async_client, sync_client
 from .debug import InjectionDebugInfo, set_last_debug
 from .errors import APIConnectionError, ConfigurationError, HindsightError, NotFoundError, StorageError
+from .lookups import LookupCache, LookupKey, user_message_marker
 from .models import RecallResponse, ReflectResponse
 from .pipeline import (
     Memory,
     Message,
+    completes_turn,
     content_text,
     extract_query,
     inject,
@@ -67,6 +70,7 @@ class MemoryCall:
 class _Plan:
     call: MemoryCall
     query: str | None  # None: no memory lookup for this call
+    key: LookupKey | None = None  # the lookup's key in the pipeline's LookupCache
 
 
 def conversation_document_id(settings: MemorySettings, messages: Sequence[Message]) -> str:
@@ -92,9 +96,17 @@ class MemoryPipeline:
     process-wide worker.
     """
 
-    def __init__(self, *, source: str = "hindsight-core", storage: StorageWorker | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        source: str = "hindsight-core",
+        storage: StorageWorker | None = None,
+        lookups: LookupCache | None = None,
+    ) -> None:
         self.source = source
         self._storage = storage
+        self.lookups = lookups if lookups is not None else LookupCache()
+        """The lookup of each conversation's latest user message, reused by the calls that continue it."""
         self._warn = RateLimitedLog(logging.getLogger(f"hindsight_core.{source}"), interval=60.0)
         self._pause_lock = threading.Lock()
         self._paused_until: dict[str, float] = {}
@@ -144,7 +156,25 @@ class MemoryPipeline:
         record.query = query
         if query is None:
             record.skipped_reason = "no user text to look up memories for"
-        return _Plan(call, query)
+            return _Plan(call, None)
+        key = LookupKey(
+            (settings.connection.base_url, settings.bank_id, record.document_id),
+            (user_message_marker(original), query, *_lookup_fingerprint(settings)),
+        )
+        return _Plan(call, query, key)
+
+    def _reused(self, plan: _Plan) -> RecallResponse | ReflectResponse | None:
+        """The lookup already made for the user message this call continues (an agent step, a retry)."""
+        if plan.key is None:
+            return None
+        response = self.lookups.get(plan.key)
+        if response is not None:
+            plan.call.record.lookup_reused = True
+        return response
+
+    def _remember(self, plan: _Plan, response: RecallResponse | ReflectResponse | None) -> None:
+        if plan.key is not None and response is not None:
+            self.lookups.put(plan.key, response)
 
     def _fail(self, record: InjectionDebugInfo, settings: MemorySettings, error: Exception) -> None:
         """Fail open (record + rate-limited warning) or, in strict mode, raise."""
@@ -293,8 +323,9 @@ class MemoryPipeline:
     ) -> MemoryCall:
         started = time.perf_counter()
         plan = self._plan(messages, settings, model)
-        if plan.query is None or self._paused(plan):
-            return self._apply(plan, None, started)
+        reused = self._reused(plan)
+        if reused is not None or plan.query is None or self._paused(plan):
+            return self._apply(plan, reused, started)
         response: RecallResponse | ReflectResponse | None = None
         lookup_started = time.perf_counter()
         try:
@@ -306,6 +337,7 @@ class MemoryPipeline:
         except Exception as exc:
             self._lookup_failed(plan, exc)
         plan.call.record.timings_ms[settings.mode] = (time.perf_counter() - lookup_started) * 1000
+        self._remember(plan, response)
         return self._apply(plan, response, started)
 
     async def _aprepare(
@@ -313,8 +345,9 @@ class MemoryPipeline:
     ) -> MemoryCall:
         started = time.perf_counter()
         plan = self._plan(messages, settings, model)
-        if plan.query is None or self._paused(plan):
-            return self._apply(plan, None, started)
+        reused = self._reused(plan)
+        if reused is not None or plan.query is None or self._paused(plan):
+            return self._apply(plan, reused, started)
         response: RecallResponse | ReflectResponse | None = None
         lookup_started = time.perf_counter()
         try:
@@ -330,6 +363,7 @@ class MemoryPipeline:
         except Exception as exc:
             self._lookup_failed(plan, exc)
         plan.call.record.timings_ms[settings.mode] = (time.perf_counter() - lookup_started) * 1000
+        self._remember(plan, response)
         return self._apply(plan, response, started)
 
     # -------------------------------------------------------------------------------------------- storage
@@ -396,10 +430,18 @@ class MemoryPipeline:
         call.finished = True
         if not call.store:
             record.storage_status = "skipped"
+            record.storage_reason = record.storage_reason or "storage is off for this call"
+            return None
+        if not completes_turn(reply):
+            record.storage_status = "skipped"
+            record.storage_reason = (
+                "an agent step (the reply calls tools): the turn is stored with its answer"
+            )
             return None
         text = transcript(call.original, reply)
         if not text:
             record.storage_status = "skipped"
+            record.storage_reason = "nothing to store"
             return None
         settings = call.settings
         metadata = {"source": self.source}
@@ -498,6 +540,15 @@ class MemoryPipeline:
         self._warn.warning(
             "bank", "Could not create or update Hindsight bank %r: %s", settings.bank_id, f"{error}"
         )
+
+
+def _lookup_fingerprint(settings: MemorySettings) -> tuple[Any, ...]:
+    """Everything the lookup's answer depends on besides the query (hashable)."""
+    options = _reflect_options(settings) if settings.use_reflect else _recall_options(settings)
+    schema = options.get("response_schema")
+    if schema is not None:
+        options["response_schema"] = json.dumps(schema, sort_keys=True, default=str)
+    return (settings.mode, *sorted(options.items()))
 
 
 def _recall_options(settings: MemorySettings) -> dict[str, Any]:

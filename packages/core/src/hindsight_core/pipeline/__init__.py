@@ -2,7 +2,15 @@
 injection, and the transcript to store."""
 
 from .inject import InjectionMode, inject, merge_system
-from .messages import Message, content_text, message_text, tool_call_text
+from .messages import (
+    Message,
+    calls_tools,
+    content_text,
+    is_user_input,
+    last_user_input,
+    message_text,
+    tool_call_text,
+)
 from .query import MAX_QUERY_TOKENS, extract_query
 from .render import (
     MEMORY_CLOSE,
@@ -14,7 +22,7 @@ from .render import (
     strip_memory_blocks,
 )
 from .tokens import count_tokens, tail_within, warm_up
-from .transcript import new_turn, transcript
+from .transcript import completes_turn, new_turn, transcript
 
 __all__ = [
     "MAX_QUERY_TOKENS",
@@ -24,10 +32,14 @@ __all__ = [
     "Memory",
     "Message",
     "RenderedMemory",
+    "calls_tools",
+    "completes_turn",
     "content_text",
     "count_tokens",
     "extract_query",
     "inject",
+    "is_user_input",
+    "last_user_input",
     "merge_system",
     "message_text",
     "new_turn",

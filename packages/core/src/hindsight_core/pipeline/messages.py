@@ -12,7 +12,15 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["Message", "content_text", "message_text", "tool_call_text"]
+__all__ = [
+    "Message",
+    "calls_tools",
+    "content_text",
+    "is_user_input",
+    "last_user_input",
+    "message_text",
+    "tool_call_text",
+]
 
 Message = Mapping[str, Any]
 
@@ -97,3 +105,35 @@ def message_text(message: Message) -> str:
     if described:
         text = "\n".join([text, *described]) if text else "\n".join(described)
     return text
+
+
+def _parts(message: Message) -> Sequence[Any]:
+    content = message.get("content")
+    if isinstance(content, Sequence) and not isinstance(content, (str, bytes, bytearray)):
+        return content
+    return ()
+
+
+def is_user_input(message: Message) -> bool:
+    """Whether ``message`` is something the user said: a ``user`` message that is not only tool results
+    (Anthropic sends tool results as a user message of ``tool_result`` blocks)."""
+    if message.get("role") != "user":
+        return False
+    parts = _parts(message)
+    return not parts or not all(isinstance(p, Mapping) and p.get("type") == "tool_result" for p in parts)
+
+
+def last_user_input(messages: Sequence[Message]) -> int | None:
+    """The index of the last thing the user said (see :func:`is_user_input`), or None."""
+    for index in range(len(messages) - 1, -1, -1):
+        if is_user_input(messages[index]):
+            return index
+    return None
+
+
+def calls_tools(message: Message) -> bool:
+    """Whether an assistant message asks for tools (OpenAI ``tool_calls``/``function_call``, Anthropic
+    ``tool_use`` blocks): the agent's turn goes on after it."""
+    if message.get("tool_calls") or message.get("function_call"):
+        return True
+    return any(isinstance(p, Mapping) and p.get("type") == "tool_use" for p in _parts(message))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .messages import Message, content_text
+from .messages import Message, content_text, is_user_input
 from .render import strip_memory_blocks
 from .tokens import tail_within
 
@@ -25,7 +25,7 @@ def extract_query(
     text = explicit.strip() if isinstance(explicit, str) else ""
     if not text:
         for message in reversed(messages):
-            if message.get("role") == "user":
+            if is_user_input(message):  # not an Anthropic tool-result message: that is the agent's
                 text = strip_memory_blocks(content_text(message.get("content"))).strip()
                 if text and text not in ("[image]", "[audio]", "[file]", "[document]"):
                     break
