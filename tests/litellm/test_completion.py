@@ -10,6 +10,7 @@ import pytest
 
 import hindsight_litellm as hl
 from hindsight_core.pipeline import MEMORY_OPEN
+from hindsight_core.storage import default_worker
 from tests.helpers import document_text, flush_storage, wait_for
 from tests.litellm.conftest import openai_call
 from tests.providers import FakeAnthropic, FakeOpenAI, assert_no_hindsight_keys
@@ -327,22 +328,35 @@ def test_excluded_models_are_neither_injected_nor_stored(
     assert "Excluded question" not in str(hl.recall("Excluded question about teal?", bank_id=seeded).results)
 
 
-def test_tool_calls_are_stored_readably(hindsight_server: str, seeded: str, fake_openai: FakeOpenAI) -> None:
+def test_agent_loop_recalls_once_and_stores_the_turn_once(
+    hindsight_server: str, seeded: str, fake_openai: FakeOpenAI
+) -> None:
+    """5 tool steps after one user message: one recall, the turn stored once (the user's words and the
+    answer, no tool traffic)."""
     hl.configure(hindsight_api_url=hindsight_server, bank_id=seeded)
-    fake_openai.reply = {
-        "tool_calls": [{"id": "call_1", "name": "get_weather", "arguments": '{"city": "Porto"}'}]
-    }
-    messages: list[dict[str, Any]] = [{"role": "user", "content": "Weather in Porto?"}]
-    response = hl.completion(**openai_call(fake_openai, messages=messages))
-    call = response.choices[0].message.tool_calls[0]
-    messages.append(response.choices[0].message.model_dump())
-    messages.append({"role": "tool", "tool_call_id": call.id, "content": "21C and sunny"})
-    fake_openai.reply = "It is 21C and sunny in Porto."
+    before = default_worker().stats().submitted
+    messages: list[dict[str, Any]] = [{"role": "user", "content": f"{QUESTION} Plan my trip to Porto."}]
+    records = []
+    for step in range(5):
+        fake_openai.reply = {
+            "tool_calls": [{"id": f"call_{step}", "name": "search", "arguments": f'{{"page": {step}}}'}]
+        }
+        response = hl.completion(**openai_call(fake_openai, messages=messages))
+        records.append(hl.get_last_injection_debug())
+        messages.append(response.choices[0].message.model_dump(exclude_none=True))
+        messages.append({"role": "tool", "tool_call_id": f"call_{step}", "content": f"result {step}"})
+    fake_openai.reply = "Porto: stay in Ribeira, eat francesinha."
     hl.completion(**openai_call(fake_openai, messages=messages))
-    text = stored(hindsight_server, seeded, "tool get_weather returned", "called get_weather")
-    assert 'called get_weather with {"city": "Porto"}' in text
-    assert "tool get_weather returned: 21C and sunny" in text
-    assert text.count("user: Weather in Porto?") == 1
+    records.append(hl.get_last_injection_debug())
+    assert all(r is not None for r in records)
+    assert [r.lookup_reused for r in records if r] == [False, True, True, True, True, True]
+    assert all(r.injected for r in records if r)
+    assert all(MEMORY_OPEN in str(body["messages"]) for body in (r.json for r in fake_openai.requests))
+    assert default_worker().stats().submitted - before == 1
+    text = stored(hindsight_server, seeded, "francesinha")
+    assert text.count(f"user: {QUESTION} Plan my trip to Porto.") == 1
+    assert "search" not in text
+    assert "result 3" not in text
 
 
 def test_positional_model_and_messages(hindsight_server: str, seeded: str, fake_openai: FakeOpenAI) -> None:
