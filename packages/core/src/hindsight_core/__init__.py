@@ -45,9 +45,11 @@ from .models import (
 from .pipeline import InjectionMode
 from .settings import MemorySettings, SettingsLayers
 from .storage import StorageFailure, StorageResult, StorageWorker, Turn, default_worker
+from .tools import MEMORY_TOOLS, MemoryTool, MemoryToolRunner, ToolResult
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "MEMORY_TOOLS",
     "APIConnectionError",
     "APIError",
     "APIResponseValidationError",
@@ -72,6 +74,8 @@ __all__ = [
     "MemoryCall",
     "MemoryPipeline",
     "MemorySettings",
+    "MemoryTool",
+    "MemoryToolRunner",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
@@ -90,6 +94,7 @@ __all__ = [
     "StorageWorker",
     "TagsMatch",
     "Timeouts",
+    "ToolResult",
     "Turn",
     "UnprocessableEntityError",
     "UpdateMode",
