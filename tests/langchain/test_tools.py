@@ -89,7 +89,9 @@ def test_the_tools_are_what_a_model_is_told_about(hindsight_server: str) -> None
 def test_agent_recall_gets_the_stored_fact_in_its_tool_message(bank: Bank) -> None:
     bank.seed(FACT)
     tools = create_hindsight_tools(bank_id=bank.bank_id, hindsight_api_url=bank.url)
-    agent = create_agent(calling(("hindsight_recall", {"query": "is the user allergic to peanuts"})), tools=tools)
+    agent = create_agent(
+        calling(("hindsight_recall", {"query": "is the user allergic to peanuts"})), tools=tools
+    )
 
     result = agent.invoke(ask("Can I eat satay?"))
 
