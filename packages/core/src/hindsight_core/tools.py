@@ -253,12 +253,14 @@ def _looked_up(tool: MemoryTool, record: InjectionDebugInfo) -> ToolResult:
 
 
 def _retained(record: InjectionDebugInfo) -> ToolResult:
-    if record.storage_status == "stored":
+    if record.error is None and record.storage_status == "stored":
         return ToolResult("Saved to long-term memory.", "ok", record)
-    if record.storage_status == "queued":
+    if record.error is None and record.storage_status == "queued":
         return ToolResult("Noted: it is being saved to long-term memory in the background.", "ok", record)
     cause = (record.error or record.storage_status).split(":", 1)[0]
-    return ToolResult(_UNAVAILABLE.format(cause=cause, outcome="this was not saved"), "unavailable", record)
+    return ToolResult(
+        _UNAVAILABLE.format(cause=cause, outcome="saving it did not complete"), "unavailable", record
+    )
 
 
 def _require_bank(tool: MemoryTool, settings: MemorySettings) -> None:
