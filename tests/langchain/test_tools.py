@@ -220,11 +220,11 @@ def test_bad_arguments_from_the_model_get_a_clear_error_message(bank: Bank) -> N
 
     texts = [m.text for m in tool_messages(result)]
     assert all(m.status == "error" for m in tool_messages(result))
-    assert texts[0].startswith("hindsight_recall: 'query' is empty.")
-    assert texts[1].startswith("hindsight_recall: 'query' must be text (a string), not a number.")
-    assert texts[2].startswith("hindsight_reflect needs 'query'")
-    assert texts[3].startswith("hindsight_retain: 'content' is too long (5,001 tokens; at most 2,000")
-    assert texts[4] == "hindsight_retain takes only 'content'; unknown argument 'importance'."
+    assert texts[0].startswith("'query' is empty.")
+    assert texts[1].startswith("'query' must be text (a string), not a number.")
+    assert texts[2].startswith("Missing 'query'.")
+    assert texts[3].startswith("'content' is too long (5,001 tokens; at most 2,000")
+    assert texts[4] == "Unknown argument 'importance': this tool takes only 'content'."
     assert result["messages"][-1].text == "Done."
     assert bank.stored("word") == []  # nothing was stored
 

@@ -255,9 +255,9 @@ async def test_bad_arguments_from_the_llm_get_a_message(
     answer, results = await run(FunctionAgent(tools=spec(bank_id).to_tool_list(), llm=llm), "Hello")
 
     contents = [r.tool_output.content for r in results]
-    assert contents[0].startswith("hindsight_recall: 'query' is empty.")
-    assert contents[1].startswith("hindsight_recall: 'query' must be text (a string), not a number.")
-    assert contents[2].startswith("hindsight_retain: 'content' is too long (3,001 tokens")
+    assert contents[0].startswith("'query' is empty.")
+    assert contents[1].startswith("'query' must be text (a string), not a number.")
+    assert contents[2].startswith("'content' is too long (3,001 tokens")
     assert "query" in contents[3]  # LlamaIndex reports the missing argument
     assert results[3].tool_output.is_error
     assert answer.startswith("Answer: ")

@@ -186,9 +186,10 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
-def _check_value(tool: MemoryTool, parameter: ToolParameter, value: Any) -> str | None:
-    """The problem with ``value`` as ``parameter`` (None when fine)."""
-    name = f"{tool.name}: {parameter.name!r}"
+def _check_value(parameter: ToolParameter, value: Any) -> str | None:
+    """The problem with ``value`` as ``parameter`` (None when fine). Messages do not name the tool: each
+    framework names it its own way, and the model knows which one it called."""
+    name = repr(parameter.name)
     if not isinstance(value, str):
         return f"{name} must be text (a string), not {_kind(value)}. {parameter.description}"
     if not value.strip():
@@ -207,18 +208,19 @@ def check_arguments(tool: MemoryTool, arguments: Any) -> dict[str, str] | ToolRe
     """The checked arguments of a call, or an ``invalid`` result whose text tells the model what to fix."""
     expected = ", ".join(repr(p.name) for p in tool.parameters)
     if not isinstance(arguments, Mapping):
-        return ToolResult(f"{tool.name} takes an object with {expected}, not {_kind(arguments)}.", "invalid")
+        return ToolResult(
+            f"The arguments must be an object with {expected}, not {_kind(arguments)}.", "invalid"
+        )
     known = {p.name for p in tool.parameters}
     unknown = [str(key) for key in arguments if key not in known]
     if unknown:
-        return ToolResult(
-            f"{tool.name} takes only {expected}; unknown argument {', '.join(map(repr, unknown))}.", "invalid"
-        )
+        listed = ", ".join(map(repr, unknown))
+        return ToolResult(f"Unknown argument {listed}: this tool takes only {expected}.", "invalid")
     checked: dict[str, str] = {}
     for parameter in tool.parameters:
         if parameter.name not in arguments:
-            return ToolResult(f"{tool.name} needs {parameter.name!r}: {parameter.description}", "invalid")
-        problem = _check_value(tool, parameter, arguments[parameter.name])
+            return ToolResult(f"Missing {parameter.name!r}. {parameter.description}", "invalid")
+        problem = _check_value(parameter, arguments[parameter.name])
         if problem is not None:
             return ToolResult(problem, "invalid")
         checked[parameter.name] = arguments[parameter.name].strip()
