@@ -22,12 +22,12 @@ from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
-from hindsight_core import APIConnectionError, AsyncHindsightClient, ConfigurationError, HindsightClient
+from hindsight_core import APIConnectionError, ConfigurationError
 from hindsight_core.pipeline import MEMORY_OPEN, count_tokens
 from hindsight_core.storage import StorageWorker
 from hindsight_core.tools import RECALL_TOOL
 from langchain_hindsight import BANK_KEY, HindsightTool, create_hindsight_tools, flush_storage
-from tests.helpers import document_text, wait_for
+from tests.helpers import async_recall_threads, document_text, wait_for
 from tests.langchain.conftest import Bank
 
 pytestmark = pytest.mark.server
@@ -109,18 +109,7 @@ async def test_async_agent_uses_the_async_client_on_the_loop(
     bank: Bank, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bank.seed(FACT)
-    threads: list[int] = []
-    original = AsyncHindsightClient.recall
-
-    async def recorded(self: AsyncHindsightClient, *args: Any, **kwargs: Any) -> Any:
-        threads.append(threading.get_ident())
-        return await original(self, *args, **kwargs)
-
-    def blocking(self: HindsightClient, *args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("the sync client was used on the async path")
-
-    monkeypatch.setattr(AsyncHindsightClient, "recall", recorded)
-    monkeypatch.setattr(HindsightClient, "recall", blocking)
+    threads = async_recall_threads(monkeypatch)
     tools = create_hindsight_tools(bank_id=bank.bank_id, hindsight_api_url=bank.url)
     agent = create_agent(calling(("hindsight_recall", {"query": "allergic to peanuts"})), tools=tools)
 

@@ -16,13 +16,21 @@ from llama_index.core.agent.workflow import AgentWorkflow, FunctionAgent, ReActA
 from llama_index.core.base.llms.types import ChatMessage, MessageRole, ToolCallBlock
 from llama_index.core.llms.mock import MockFunctionCallingLLM
 
-from hindsight_core import AsyncHindsightClient, ConfigurationError, HindsightClient
+from hindsight_core import ConfigurationError
 from hindsight_core.errors import APIConnectionError
 from hindsight_core.pipeline import MEMORY_OPEN, count_tokens
 from hindsight_core.storage import StorageWorker
 from hindsight_core.tools import RECALL_TOOL, RETAIN_TOOL
 from llama_index.tools.hindsight import HindsightToolSpec
-from tests.helpers import closed_port_url, document_text, flush_storage, recall_texts, seed_bank, wait_for
+from tests.helpers import (
+    async_recall_threads,
+    closed_port_url,
+    document_text,
+    flush_storage,
+    recall_texts,
+    seed_bank,
+    wait_for,
+)
 
 pytestmark = pytest.mark.server
 
@@ -156,18 +164,7 @@ async def test_async_paths_await_the_async_client_on_the_loop(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     seeded(hindsight_server, bank_id, FACT)
-    threads: list[int] = []
-    original = AsyncHindsightClient.recall
-
-    async def recorded(self: AsyncHindsightClient, *args: Any, **kwargs: Any) -> Any:
-        threads.append(threading.get_ident())
-        return await original(self, *args, **kwargs)
-
-    def blocking(self: HindsightClient, *args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("the sync client was used on the async path")
-
-    monkeypatch.setattr(AsyncHindsightClient, "recall", recorded)
-    monkeypatch.setattr(HindsightClient, "recall", blocking)
+    threads = async_recall_threads(monkeypatch)
     agent = FunctionAgent(
         tools=spec(bank_id).to_tool_list(), llm=scripted(("recall_memory", {"query": "sister"}))
     )

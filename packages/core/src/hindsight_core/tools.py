@@ -265,9 +265,10 @@ def _retained(record: InjectionDebugInfo) -> ToolResult:
     )
 
 
-def _require_bank(tool: MemoryTool, settings: MemorySettings) -> None:
+def _checked(tool: MemoryTool, arguments: Any, settings: MemorySettings) -> dict[str, str] | ToolResult:
     if not settings.bank_id:
         raise ConfigurationError(f"{tool.name}: no Hindsight bank_id for this call")
+    return check_arguments(tool, arguments)
 
 
 class MemoryToolRunner:
@@ -288,8 +289,7 @@ class MemoryToolRunner:
         """Run one call (blocking I/O). ``messages``: the conversation, if the caller knows it (it picks the
         document a retained note goes to, as for stored turns). Raises :class:`ConfigurationError` when
         ``settings`` name no bank, and memory errors only in strict mode."""
-        _require_bank(tool, settings)
-        checked = check_arguments(tool, arguments)
+        checked = _checked(tool, arguments, settings)
         if isinstance(checked, ToolResult):
             return checked
         if tool.operation == "retain":
@@ -310,8 +310,7 @@ class MemoryToolRunner:
         messages: Sequence[Message] = (),
     ) -> ToolResult:
         """:meth:`run` for asyncio: the async client, nothing blocks the event loop."""
-        _require_bank(tool, settings)
-        checked = check_arguments(tool, arguments)
+        checked = _checked(tool, arguments, settings)
         if isinstance(checked, ToolResult):
             return checked
         if tool.operation == "retain":

@@ -33,7 +33,7 @@ from ._config import (
     check_bank_key,
     validate_constructor_options,
 )
-from .runnable import _PIPELINE, SOURCE
+from .runnable import _BANK_SPEC, _PIPELINE, SOURCE
 
 __all__ = ["HindsightTool", "create_hindsight_tools"]
 
@@ -42,15 +42,6 @@ _RUNNER = MemoryToolRunner(_PIPELINE)  # the package's pipeline: one lookup paus
 _MISSING_BANK = (
     "No Hindsight memory bank for this tool call: pass bank_id=... to create_hindsight_tools(), or "
     f"config={{'configurable': {{'{BANK_KEY}': ...}}}} with the agent call, or set HINDSIGHT_BANK_ID."
-)
-
-_BANK_SPEC = ConfigurableFieldSpec(
-    id=BANK_KEY,
-    annotation=str,
-    name="Hindsight bank",
-    description="The Hindsight memory bank the memory tools read and write for this call.",
-    default=None,
-    is_shared=True,
 )
 
 
