@@ -153,7 +153,8 @@ def create_recall_node(
     ``config["configurable"][bank_id_from_config]``, ``HINDSIGHT_BANK_ID`` (else a
     :class:`ConfigurationError` naming them). ``settings`` are the core's (``budget``,
     ``max_memory_tokens``, ``use_reflect``, ``recall_tags``, ``strict``, ...), validated here. A memory
-    failure adds no block (fail open, with a warning) unless ``strict`` is set.
+    failure adds no block (fail open, with a warning) unless ``strict`` is set. ``messages_key``: the state
+    key holding the conversation (``"messages"`` in ``MessagesState``).
     """
     node = _RecallNode("create_recall_node", bank_id, bank_id_from_config, messages_key, None, settings)
     return RunnableLambda(node.invoke, afunc=node.ainvoke, name="hindsight_recall")
