@@ -75,7 +75,7 @@ def test_select_tools() -> None:
             {"content": "x", "when": "now"},
             "Unknown argument 'when': this tool takes only 'content'.",
         ),
-        (RETAIN_TOOL, "remember this", "The arguments must be an object with 'content', not str."),
+        (RETAIN_TOOL, "remember this", "The arguments must be an object with 'content', not text."),
         (
             RETAIN_TOOL,
             {"content": "word " * 2500},

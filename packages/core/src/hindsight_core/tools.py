@@ -183,6 +183,8 @@ def _kind(value: Any) -> str:
         return "an object"
     if isinstance(value, (list, tuple)):
         return "a list"
+    if isinstance(value, str):
+        return "text"
     return type(value).__name__
 
 
@@ -254,10 +256,11 @@ def _looked_up(tool: MemoryTool, record: InjectionDebugInfo) -> ToolResult:
     return ToolResult("No memories match this query.", "empty", record)
 
 
-def _retained(record: InjectionDebugInfo) -> ToolResult:
-    if record.error is None and record.storage_status == "stored":
+def _retained(record: InjectionDebugInfo, waited: bool) -> ToolResult:
+    # Decided by the mode, not by how far the worker got: the same call always gets the same answer.
+    if record.error is None and waited:  # ``remember`` records an error unless the note was stored
         return ToolResult("Saved to long-term memory.", "ok", record)
-    if record.error is None and record.storage_status == "queued":
+    if record.error is None and record.storage_status in ("queued", "stored"):
         return ToolResult("Noted: it is being saved to long-term memory in the background.", "ok", record)
     cause = (record.error or record.storage_status).split(":", 1)[0]
     return ToolResult(
@@ -297,7 +300,7 @@ class MemoryToolRunner:
                 checked["content"], settings, messages=messages, context=_RETAIN_CONTEXT
             )
             set_last_debug(record)
-            return _retained(record)
+            return _retained(record, settings.sync_storage)
         call = self.pipeline.prepare((), _lookup_settings(tool, checked["query"], settings))
         return _looked_up(tool, call.record)
 
@@ -318,6 +321,6 @@ class MemoryToolRunner:
                 checked["content"], settings, messages=messages, context=_RETAIN_CONTEXT
             )
             set_last_debug(record)
-            return _retained(record)
+            return _retained(record, settings.sync_storage)
         call = await self.pipeline.aprepare((), _lookup_settings(tool, checked["query"], settings))
         return _looked_up(tool, call.record)
