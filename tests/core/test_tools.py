@@ -206,3 +206,19 @@ def test_sync_storage_failure_is_unavailable_or_raises_in_strict_mode(
     assert "StorageError" in caplog.text
     with pytest.raises(StorageError):
         asyncio.run(runner.arun(RETAIN_TOOL, {"content": "x"}, settings.model_copy(update={"strict": True})))
+
+
+@pytest.mark.server
+def test_each_recall_asks_the_server_so_a_fact_just_retained_is_found(
+    runner: MemoryToolRunner, worker: StorageWorker, hindsight_server: str, bank_id: str
+) -> None:
+    # A tool call continues no user message: its lookups are never reused (the same query again must
+    # see what was stored in between).
+    seed_bank(hindsight_server, bank_id)
+    tag = uuid.uuid4().hex[:8]
+    settings = MemorySettings(hindsight_api_url=hindsight_server, bank_id=bank_id)
+    query = {"query": f"boat named {tag}"}
+    assert runner.run(RECALL_TOOL, query, settings).status == "empty"
+    runner.run(RETAIN_TOOL, {"content": f"The user owns a boat named {tag}."}, settings)
+    assert worker.flush(timeout=30)
+    wait_for(lambda: tag in runner.run(RECALL_TOOL, query, settings).text, what="the new fact in a recall")
