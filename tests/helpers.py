@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -9,12 +10,14 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import pytest
 
-from hindsight_core import HindsightClient, NotFoundError
+from hindsight_core import AsyncHindsightClient, HindsightClient, NotFoundError
 from hindsight_core.storage import default_worker
 
 __all__ = [
     "SETTLE_TIMEOUT",
+    "async_recall_threads",
     "closed_port_url",
     "document_text",
     "documents",
@@ -126,3 +129,21 @@ def closed_port_url() -> str:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+def async_recall_threads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Make the sync client's recall fail and record the thread of each async client recall: an async path
+    that used the sync client, or ran in a worker thread, shows up in the returned list (or fails)."""
+    threads: list[int] = []
+    original = AsyncHindsightClient.recall
+
+    async def recorded(self: AsyncHindsightClient, *args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.get_ident())
+        return await original(self, *args, **kwargs)
+
+    def blocking(self: HindsightClient, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the sync client was used on the async path")
+
+    monkeypatch.setattr(AsyncHindsightClient, "recall", recorded)
+    monkeypatch.setattr(HindsightClient, "recall", blocking)
+    return threads

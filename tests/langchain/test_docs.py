@@ -53,3 +53,8 @@ def test_docs_examples_run(
     assert any(line.endswith("[WORLD] Alice is allergic to peanuts.") for line in out)
     assert "stored" in out
     assert any(line.startswith("APIConnectionError") for line in out)  # server down: still answered
+    # agent-driven memory
+    assert "['hindsight_retain', 'hindsight_recall', 'hindsight_reflect']" in out
+    assert "hindsight_recall True" in out  # the tool message held the stored fact
+    assert "You are allergic to peanuts: no satay for you." in out
+    assert "['human', 'ai']" in out  # the graph's state: no memory block left in it

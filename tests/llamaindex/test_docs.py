@@ -27,7 +27,7 @@ def test_the_examples_run(
     with HindsightClient(hindsight_server) as client:
         client.create_bank(bank_id, extraction_mode="chunks")  # store verbatim: the test server has no LLM
     blocks = [block.replace('bank_id="alice"', f'bank_id="{bank_id}"') for block in examples()]
-    assert len(blocks) == 6
+    assert len(blocks) == 8
     namespace: dict[str, Any] = {"__name__": "docs_example"}
 
     exec(blocks[0], namespace)  # first conversation, stored
@@ -52,3 +52,14 @@ def test_the_examples_run(
 
     exec(blocks[5], namespace)  # memory block
     assert "Miso" in str(namespace["messages"][0].content)
+
+    capsys.readouterr()
+    exec(blocks[6], namespace)  # agent-driven memory: a FunctionAgent searching memory with the tool spec
+    assert capsys.readouterr().out.splitlines() == [
+        "['retain_memory', 'recall_memory', 'reflect_on_memory']",
+        "True",
+    ]
+    assert namespace["memory_tools"].last_debug.memories_used >= 1
+
+    exec(blocks[7], namespace)  # a bad argument gets a message
+    assert capsys.readouterr().out.startswith("'query' is empty.")

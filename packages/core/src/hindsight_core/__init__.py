@@ -46,9 +46,11 @@ from .models import (
 from .pipeline import InjectionMode
 from .settings import MemorySettings, SettingsLayers
 from .storage import StorageFailure, StorageResult, StorageWorker, Turn, default_worker
+from .tools import MEMORY_TOOLS, MemoryTool, MemoryToolRunner, ToolResult
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "MEMORY_TOOLS",
     "APIConnectionError",
     "APIError",
     "APIResponseValidationError",
@@ -73,6 +75,8 @@ __all__ = [
     "MemoryCall",
     "MemoryPipeline",
     "MemorySettings",
+    "MemoryTool",
+    "MemoryToolRunner",
     "NotConfiguredError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -92,6 +96,7 @@ __all__ = [
     "StorageWorker",
     "TagsMatch",
     "Timeouts",
+    "ToolResult",
     "Turn",
     "UnprocessableEntityError",
     "UpdateMode",

@@ -45,10 +45,13 @@ from .pipeline import (
 from .settings import MemorySettings
 from .storage import StorageResult, StorageWorker, Turn, default_worker
 
-__all__ = ["LOOKUP_PAUSE", "MemoryCall", "MemoryPipeline", "conversation_document_id"]
+__all__ = ["LOOKUP_PAUSE", "NO_BANK_YET", "MemoryCall", "MemoryPipeline", "conversation_document_id"]
 
 LOOKUP_PAUSE = 5.0
 """Seconds memory lookups to a server are skipped (failing open at once) after it could not be reached."""
+
+NO_BANK_YET = "the bank does not exist yet (nothing stored in it)"
+"""``skipped_reason`` of a recall from a bank the server does not know (not an error: nothing stored yet)."""
 
 
 @dataclass
@@ -157,9 +160,12 @@ class MemoryPipeline:
         if query is None:
             record.skipped_reason = "no user text to look up memories for"
             return _Plan(call, None)
+        marker = user_message_marker(original)
+        if marker is None:  # no user message to continue (e.g. an agent's memory tool): nothing to reuse
+            return _Plan(call, query)
         key = LookupKey(
             (settings.connection.base_url, settings.bank_id, record.document_id),
-            (user_message_marker(original), query, *_lookup_fingerprint(settings)),
+            (marker, query, *_lookup_fingerprint(settings)),
         )
         return _Plan(call, query, key)
 
@@ -248,7 +254,7 @@ class MemoryPipeline:
 
     def _lookup_failed(self, plan: _Plan, error: Exception) -> None:
         if isinstance(error, NotFoundError) and plan.call.record.mode == "recall":
-            plan.call.record.skipped_reason = "the bank does not exist yet (nothing stored in it)"
+            plan.call.record.skipped_reason = NO_BANK_YET
             return
         if isinstance(error, APIConnectionError):
             # The server is down or too slow: spare the next calls the same wait for a little while.
@@ -443,6 +449,10 @@ class MemoryPipeline:
             record.storage_status = "skipped"
             record.storage_reason = "nothing to store"
             return None
+        context = f"conversation with an AI assistant{f' ({call.model})' if call.model else ''}"
+        return self._make_turn(call, text, context)
+
+    def _make_turn(self, call: MemoryCall, text: str, context: str | None) -> Turn:
         settings = call.settings
         metadata = {"source": self.source}
         if call.model:
@@ -452,9 +462,9 @@ class MemoryPipeline:
         return Turn(
             connection=settings.connection,
             bank_id=settings.bank_id or "",
-            document_id=record.document_id or conversation_document_id(settings, call.original),
+            document_id=call.record.document_id or conversation_document_id(settings, call.original),
             content=text,
-            context=f"conversation with an AI assistant{f' ({call.model})' if call.model else ''}",
+            context=context,
             tags=settings.tags,
             metadata=metadata,
         )
@@ -504,6 +514,72 @@ class MemoryPipeline:
             failure=None,
             permanent=record.storage_status == "failed",
         )
+
+    def _note(
+        self, text: str, settings: MemorySettings, messages: Sequence[Message], context: str | None
+    ) -> tuple[MemoryCall, Turn | None]:
+        call = self._storage_call(messages, settings, None, None)
+        call.record.skipped_reason = None
+        if not settings.bank_id:
+            call.record.storage_status = "skipped"
+            self._fail(call.record, settings, ConfigurationError("no bank_id configured: nothing is stored"))
+            return call, None
+        if not text.strip():
+            call.record.storage_status = "skipped"
+            return call, None
+        turn = self._make_turn(call, text, context)
+        self._submit(call, turn)
+        return call, turn
+
+    def _noted(self, call: MemoryCall, done: bool) -> InjectionDebugInfo:
+        """After waiting for a note: anything but "stored" fails open (or raises, in strict mode)."""
+        record = call.record
+        if record.storage_status != "stored":
+            detail = record.storage_error or ("not stored in time" if not done else record.storage_status)
+            self._fail(
+                record,
+                call.settings,
+                StorageError(
+                    f"could not store in bank {call.settings.bank_id!r}: {detail}",
+                    failure=None,
+                    permanent=record.storage_status == "failed",
+                ),
+            )
+        return record
+
+    def remember(
+        self,
+        text: str,
+        settings: MemorySettings,
+        *,
+        messages: Sequence[Message] = (),
+        context: str | None = None,
+    ) -> InjectionDebugInfo:
+        """Queue ``text`` for storage as it is (not a transcript: e.g. a fact an agent chose to keep) in the
+        document of the conversation ``messages`` belong to (see :func:`conversation_document_id`), with the
+        settings' tags. Stored whatever ``store_conversations`` says (that switch is about transcripts).
+
+        Returns at once, unless ``sync_storage`` is set: then it waits, and a note that could not be stored
+        is a memory failure (recorded and warned about; raised in strict mode). The returned record tracks
+        the storage status."""
+        call, turn = self._note(text, settings, messages, context)
+        if turn is None or not settings.sync_storage:
+            return call.record
+        return self._noted(call, self.storage.flush(timeout=settings.retain_timeout))
+
+    async def aremember(
+        self,
+        text: str,
+        settings: MemorySettings,
+        *,
+        messages: Sequence[Message] = (),
+        context: str | None = None,
+    ) -> InjectionDebugInfo:
+        """:meth:`remember` for asyncio (the optional wait does not block the event loop)."""
+        call, turn = self._note(text, settings, messages, context)
+        if turn is None or not settings.sync_storage:
+            return call.record
+        return self._noted(call, await self.storage.aflush(timeout=settings.retain_timeout))
 
     # ----------------------------------------------------------------------------------------------- bank
 

@@ -1,5 +1,6 @@
 """Hindsight long-term memory for LangChain: ``RunnableWithHindsight`` for any runnable that takes messages,
-and ``HindsightMiddleware`` for ``langchain.agents.create_agent`` (needs the ``agents`` extra).
+``HindsightMiddleware`` for ``langchain.agents.create_agent`` (needs the ``agents`` extra); agent-driven
+memory with ``create_hindsight_tools()``; LangGraph nodes ``create_recall_node()``/``create_retain_node()``.
 
 Everything memory-specific (recall, rendering, token budget, injection, storage) is ``hindsight_core``'s;
 this package translates LangChain messages and hooks into LangChain's extension points.
@@ -15,24 +16,32 @@ from hindsight_core.errors import ConfigurationError, HindsightError
 
 from ._config import BANK_KEY, SESSION_KEY
 from ._storage import aflush_storage, flush_storage, get_pending_storage_errors
+from .nodes import MEMORY_MESSAGE_ID, create_recall_node, create_retain_node, is_memory_message
 from .runnable import RunnableWithHindsight
+from .tools import HindsightTool, create_hindsight_tools
 
 if TYPE_CHECKING:
     from .middleware import HindsightMiddleware
 
 __all__ = [
     "BANK_KEY",
+    "MEMORY_MESSAGE_ID",
     "SESSION_KEY",
     "ConfigurationError",
     "HindsightError",
     "HindsightMiddleware",
+    "HindsightTool",
     "InjectionDebugInfo",
     "RunnableWithHindsight",
     "aflush_storage",
     "clear_last_debug",
+    "create_hindsight_tools",
+    "create_recall_node",
+    "create_retain_node",
     "flush_storage",
     "get_last_injection_debug",
     "get_pending_storage_errors",
+    "is_memory_message",
 ]
 
 

@@ -15,6 +15,7 @@ from langchain_core.messages import (
     AIMessage,
     AIMessageChunk,
     BaseMessage,
+    HumanMessage,
     SystemMessage,
     convert_to_messages,
     convert_to_openai_messages,
@@ -26,6 +27,7 @@ from pydantic import BaseModel
 __all__ = [
     "accumulate",
     "attach_metadata",
+    "exchange_of",
     "reply_of",
     "restore",
     "to_dict",
@@ -141,3 +143,22 @@ def attach_metadata(output: Any, record: Mapping[str, Any], key: str | None = No
         copy[key] = message
         return copy, attached
     return output, False
+
+
+def exchange_of(
+    messages: Sequence[BaseMessage], input_id: str | None = None
+) -> tuple[list[dict[str, Any]], dict[str, Any] | str | None] | None:
+    """The completed exchange at the end of an agent's or a graph's ``messages``, for storage: the
+    conversation up to the input (the message with ``input_id``, else the last user message) and the
+    answer, the last AI message after it (tool calls and results in between are not part of it). None when
+    there is no input or no answer yet."""
+    end = next((i for i, m in enumerate(messages) if input_id and m.id == input_id), None)
+    if end is None:  # the input is not found (e.g. messages were rewritten): the last user message
+        end = max((i for i, m in enumerate(messages) if isinstance(m, HumanMessage)), default=None)
+    if end is None:
+        return None
+    # The answer: the last AI message (it may be followed by a tool message with structured output).
+    answer = next((m for m in reversed(messages[end + 1 :]) if isinstance(m, AIMessage)), None)
+    if answer is None:
+        return None
+    return to_dicts(messages[: end + 1]), reply_of(answer)

@@ -23,7 +23,7 @@ from typing import Annotated, Any, Final, cast
 
 from langchain.agents.middleware import AgentMiddleware, AgentState, ModelRequest, ModelResponse
 from langchain.agents.middleware.types import PrivateStateAttr
-from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_config
 from langgraph.runtime import Runtime
@@ -35,8 +35,8 @@ from hindsight_core.pipeline.tokens import warm_up
 from hindsight_core.settings import MemorySettings
 from hindsight_core.storage import StorageWorker
 
-from ._config import BANK_KEY, bank_to_set_up, configurable_options, resolve, validate_constructor_options
-from ._messages import reply_of, restore, to_dicts
+from ._config import BANK_KEY, bank_to_set_up, call_settings, check_bank_key, validate_constructor_options
+from ._messages import exchange_of, restore, to_dicts
 from .runnable import SOURCE
 
 __all__ = ["RUN_STATE_KEY", "HindsightMiddleware", "HindsightState"]
@@ -83,8 +83,9 @@ class HindsightMiddleware(AgentMiddleware[HindsightState, Any, Any]):
 
     The bank of a run is, first found: the runtime context (``context=`` of the agent call, a mapping key
     or attribute ``hindsight_bank_id`` / ``bank_id``), ``config["configurable"]["hindsight_bank_id"]``,
-    this middleware's ``bank_id``, ``HINDSIGHT_BANK_ID``. The session (the stored document of the
-    conversation): the context's ``hindsight_session_id`` / ``session_id``,
+    this middleware's ``bank_id``, ``config["configurable"][bank_id_from_config]`` (e.g.
+    ``bank_id_from_config="user_id"``: the app's own key), ``HINDSIGHT_BANK_ID``. The session (the stored
+    document of the conversation): the context's ``hindsight_session_id`` / ``session_id``,
     ``config["configurable"]["hindsight_session_id"]``, this middleware's ``session_id`` / ``document_id``,
     else the run's ``thread_id``. Other settings: ``options`` (the core's settings, validated here), and per
     run ``config["configurable"]["hindsight_<setting>"]``.
@@ -98,10 +99,16 @@ class HindsightMiddleware(AgentMiddleware[HindsightState, Any, Any]):
     state_schema = HindsightState
 
     def __init__(
-        self, *, attach_debug: bool = True, storage: StorageWorker | None = None, **options: Any
+        self,
+        *,
+        attach_debug: bool = True,
+        storage: StorageWorker | None = None,
+        bank_id_from_config: str | None = None,
+        **options: Any,
     ) -> None:
         super().__init__()
         self.options = validate_constructor_options(options, "HindsightMiddleware")
+        self.bank_id_from_config = check_bank_key(bank_id_from_config, "HindsightMiddleware")
         self.attach_debug = attach_debug
         self._pipeline = MemoryPipeline(source=SOURCE, storage=storage) if storage is not None else _PIPELINE
         warm_up()  # load the tokenizer in the background, so the first run does not wait for it
@@ -109,21 +116,21 @@ class HindsightMiddleware(AgentMiddleware[HindsightState, Any, Any]):
     # -------------------------------------------------------------------------------------------- settings
 
     def _settings(self, runtime: Runtime[Any]) -> MemorySettings:
-        config = _current_config()
-        per_call = configurable_options(config)
         context = getattr(runtime, "context", None)
+        overrides = {}
         bank = _context_value(context, _CONTEXT_BANK)
         if bank is not None:
-            per_call["bank_id"] = bank
+            overrides["bank_id"] = bank
         session = _context_value(context, _CONTEXT_SESSION)
         if session is not None:
-            per_call["session_id"] = session
-        defaults = dict(self.options)
-        if not any(k in per_call or defaults.get(k) for k in ("session_id", "document_id")):
-            thread = (config.get("configurable") or {}).get("thread_id")
-            if thread is not None:
-                per_call["session_id"] = str(thread)
-        return resolve(defaults, per_call, missing_bank=_MISSING_BANK)
+            overrides["session_id"] = session
+        return call_settings(
+            self.options,
+            _current_config(),
+            bank_key=self.bank_id_from_config,
+            missing=_MISSING_BANK,
+            overrides=overrides,
+        )
 
     # ---------------------------------------------------------------------------------------- before run
 
@@ -222,19 +229,11 @@ class HindsightMiddleware(AgentMiddleware[HindsightState, Any, Any]):
     ) -> tuple[list[dict[str, Any]], dict[str, Any] | str | None, MemorySettings] | None:
         """The run's exchange, ready for storage (no I/O): the conversation up to this run's input, the
         final answer and the run's settings. None when the run produced no answer."""
-        messages = state["messages"]
         run = state.get(RUN_STATE_KEY) or {}
-        last_input_id = run.get("last_input_id")
-        end = next((i for i, m in enumerate(messages) if last_input_id and m.id == last_input_id), None)
-        if end is None:  # the run's input is not found (e.g. messages were rewritten): the last user message
-            end = max((i for i, m in enumerate(messages) if isinstance(m, HumanMessage)), default=None)
-        if end is None:
+        exchange = exchange_of(state["messages"], run.get("last_input_id"))
+        if exchange is None:
             return None
-        # The answer: the run's last AI message (followed by a tool message with structured output).
-        answer = next((m for m in reversed(messages[end + 1 :]) if isinstance(m, AIMessage)), None)
-        if answer is None:
-            return None
-        return to_dicts(messages[: end + 1]), reply_of(answer), self._settings(runtime)
+        return exchange[0], exchange[1], self._settings(runtime)
 
     def after_agent(self, state: HindsightState, runtime: Runtime[Any]) -> dict[str, Any] | None:
         """Queue the run's exchange for storage (no lookup: the recall was done in ``before_agent``)."""

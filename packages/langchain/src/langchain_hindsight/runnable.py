@@ -31,9 +31,13 @@ from hindsight_core.storage import StorageWorker
 from ._config import (
     BANK_KEY,
     SESSION_KEY,
+    bank_key_spec,
     bank_to_set_up,
+    check_bank_key,
     configurable_options,
+    missing_bank,
     resolve,
+    use_config_bank,
     validate_constructor_options,
 )
 from ._messages import accumulate, attach_metadata, reply_of, restore, to_dicts, to_messages
@@ -118,13 +122,14 @@ class RunnableWithHindsight(RunnableSerializable[Any, Any]):
     ``response_metadata["hindsight"]`` (a dict; turn off with ``attach_debug=False``).
 
     The bank and the session of a call come from ``config["configurable"]["hindsight_bank_id"]`` /
-    ``["hindsight_session_id"]``, else from the constructor's ``bank_id`` / ``session_id``, else from
-    ``HINDSIGHT_BANK_ID``. Any other setting can be given per call the same way
-    (``config["configurable"]["hindsight_budget"] = "high"``). ``options`` are the core's settings
-    (``bank_id``, ``session_id``, ``budget``, ``max_memory_tokens``, ``fact_types``, ``use_reflect``,
-    ``injection_mode``, ``tags``, ``strict``, ``hindsight_api_url``, ``api_key``...), validated here: a bad
-    one raises :class:`~hindsight_core.errors.ConfigurationError` naming it. ``storage`` is the background
-    storage worker (default: the process-wide one).
+    ``["hindsight_session_id"]``, else from the constructor's ``bank_id`` / ``session_id``, else (for the
+    bank) from the app's own key ``config["configurable"][bank_id_from_config]``
+    (``bank_id_from_config="user_id"``), else from ``HINDSIGHT_BANK_ID``. Any other setting can be given
+    per call the same way (``config["configurable"]["hindsight_budget"] = "high"``). ``options`` are the
+    core's settings (``bank_id``, ``session_id``, ``budget``, ``max_memory_tokens``, ``fact_types``,
+    ``use_reflect``, ``injection_mode``, ``tags``, ``strict``, ``hindsight_api_url``, ``api_key``...),
+    validated here: a bad one raises :class:`~hindsight_core.errors.ConfigurationError` naming it.
+    ``storage`` is the background storage worker (default: the process-wide one).
     """
 
     runnable: Runnable[Any, Any]
@@ -132,6 +137,7 @@ class RunnableWithHindsight(RunnableSerializable[Any, Any]):
     memories_key: str | None = None
     output_messages_key: str | None = None
     attach_debug: bool = True
+    bank_id_from_config: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
     storage: StorageWorker | None = Field(default=None, exclude=True)
 
@@ -149,9 +155,11 @@ class RunnableWithHindsight(RunnableSerializable[Any, Any]):
         output_messages_key: str | None = None,
         attach_debug: bool = True,
         storage: StorageWorker | None = None,
+        bank_id_from_config: str | None = None,
         **options: Any,
     ) -> None:
         validated = validate_constructor_options(options, "RunnableWithHindsight")
+        bank_key = check_bank_key(bank_id_from_config, "RunnableWithHindsight")
         if memories_key is not None and input_messages_key is None:
             raise ConfigurationError(
                 "RunnableWithHindsight: memories_key needs input_messages_key (the memory block is passed "
@@ -165,6 +173,7 @@ class RunnableWithHindsight(RunnableSerializable[Any, Any]):
             "memories_key": memories_key,
             "output_messages_key": output_messages_key,
             "attach_debug": attach_debug,
+            "bank_id_from_config": bank_key,
             "options": validated,
             "storage": storage,
         }
@@ -192,13 +201,18 @@ class RunnableWithHindsight(RunnableSerializable[Any, Any]):
 
     @property
     def config_specs(self) -> list[ConfigurableFieldSpec]:
-        return get_unique_config_specs([*self.runnable.config_specs, _BANK_SPEC, _SESSION_SPEC])
+        own = [_BANK_SPEC, _SESSION_SPEC]
+        if self.bank_id_from_config is not None:
+            own.append(bank_key_spec(self.bank_id_from_config))
+        return get_unique_config_specs([*self.runnable.config_specs, *own])
 
     # --------------------------------------------------------------------------------------- preparation
 
     def _prepare_input(self, value: Any, config: RunnableConfig) -> _Prepared:
         """Settings, messages and a builder of the wrapped runnable's input. No I/O."""
-        settings = resolve(self.options, configurable_options(config), missing_bank=_MISSING_BANK)
+        bank_key = self.bank_id_from_config
+        per_call = use_config_bank(configurable_options(config), self.options, config, bank_key)
+        settings = resolve(self.options, per_call, missing_bank=missing_bank(_MISSING_BANK, bank_key))
         key = self.input_messages_key
         if key is None:
             if isinstance(value, Mapping) and not ("role" in value or "type" in value):
