@@ -82,13 +82,16 @@ async def test_aget_aput_messages_with_tools(
 async def test_one_recall_per_turn(
     monkeypatch: pytest.MonkeyPatch, cat_bank: str, make_memory: Callable[..., HindsightMemory]
 ) -> None:
-    """An agent asks its memory again after every tool call: the turn's memories are reused."""
+    """An agent asks its memory again after every tool call: the turn's memories are reused (the core's
+    rule: one lookup per user message; ``calls`` lists the lookups that went to the server)."""
     calls: list[Any] = []
     original = PIPELINE.aprepare
 
     async def counting(*args: Any, **kwargs: Any) -> Any:
-        calls.append(args)
-        return await original(*args, **kwargs)
+        call = await original(*args, **kwargs)
+        if not call.record.lookup_reused:
+            calls.append(args)
+        return call
 
     monkeypatch.setattr(PIPELINE, "aprepare", counting)
     memory = make_memory(cat_bank)

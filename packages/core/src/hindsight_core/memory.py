@@ -21,7 +21,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,7 +122,13 @@ class MemoryPipeline:
 
     # ------------------------------------------------------------------------------------- preparation
 
-    def _plan(self, messages: Sequence[Message], settings: MemorySettings, model: str | None) -> _Plan:
+    def _plan(
+        self,
+        messages: Sequence[Message],
+        settings: MemorySettings,
+        model: str | None,
+        turn: Hashable | None = None,
+    ) -> _Plan:
         original = list(messages)
         record = InjectionDebugInfo(
             mode=settings.mode,
@@ -160,7 +166,7 @@ class MemoryPipeline:
         if query is None:
             record.skipped_reason = "no user text to look up memories for"
             return _Plan(call, None)
-        marker = user_message_marker(original)
+        marker = turn if turn is not None else user_message_marker(original)
         if marker is None:  # no user message to continue (e.g. an agent's memory tool): nothing to reuse
             return _Plan(call, query)
         key = LookupKey(
@@ -305,30 +311,44 @@ class MemoryPipeline:
         )
 
     def prepare(
-        self, messages: Sequence[Message], settings: MemorySettings, *, model: str | None = None
+        self,
+        messages: Sequence[Message],
+        settings: MemorySettings,
+        *,
+        model: str | None = None,
+        turn: Hashable | None = None,
     ) -> MemoryCall:
         """Recall or reflect, and inject the result into a copy of ``messages`` (blocking I/O).
 
-        Never raises for a memory problem unless ``settings.strict`` is set (then: the error)."""
+        A call that continues the user message an earlier call looked up (an agent step, a retry) reuses
+        that lookup. Which user message a call continues is read from ``messages``; an adapter that passes
+        only part of the conversation says it with ``turn`` (any hashable value that changes with each new
+        user message). Never raises for a memory problem unless ``settings.strict`` is set (then: the
+        error)."""
         try:
-            return self._prepare(messages, settings, model)
+            return self._prepare(messages, settings, model, turn)
         except Exception as exc:
             return self._unprepared(messages, settings, model, exc)
 
     async def aprepare(
-        self, messages: Sequence[Message], settings: MemorySettings, *, model: str | None = None
+        self,
+        messages: Sequence[Message],
+        settings: MemorySettings,
+        *,
+        model: str | None = None,
+        turn: Hashable | None = None,
     ) -> MemoryCall:
         """:meth:`prepare` for asyncio: the lookup is awaited, the event loop is never blocked."""
         try:
-            return await self._aprepare(messages, settings, model)
+            return await self._aprepare(messages, settings, model, turn)
         except Exception as exc:
             return self._unprepared(messages, settings, model, exc)
 
     def _prepare(
-        self, messages: Sequence[Message], settings: MemorySettings, model: str | None
+        self, messages: Sequence[Message], settings: MemorySettings, model: str | None, turn: Hashable | None
     ) -> MemoryCall:
         started = time.perf_counter()
-        plan = self._plan(messages, settings, model)
+        plan = self._plan(messages, settings, model, turn)
         reused = self._reused(plan)
         if reused is not None or plan.query is None or self._paused(plan):
             return self._apply(plan, reused, started)
@@ -347,10 +367,10 @@ class MemoryPipeline:
         return self._apply(plan, response, started)
 
     async def _aprepare(
-        self, messages: Sequence[Message], settings: MemorySettings, model: str | None
+        self, messages: Sequence[Message], settings: MemorySettings, model: str | None, turn: Hashable | None
     ) -> MemoryCall:
         started = time.perf_counter()
-        plan = self._plan(messages, settings, model)
+        plan = self._plan(messages, settings, model, turn)
         reused = self._reused(plan)
         if reused is not None or plan.query is None or self._paused(plan):
             return self._apply(plan, reused, started)

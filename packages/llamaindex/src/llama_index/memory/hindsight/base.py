@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from llama_index.core.base.llms.types import ChatMessage
+from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_serializer, field_validator
 from llama_index.core.llms.llm import LLM
 from llama_index.core.memory.chat_memory_buffer import (
@@ -23,7 +23,7 @@ from llama_index.core.utils import get_tokenizer
 from hindsight_core import ConfigurationError
 from hindsight_core.debug import InjectionDebugInfo
 from hindsight_core.memory import MemoryCall, conversation_document_id
-from hindsight_core.pipeline import InjectionMode, warm_up
+from hindsight_core.pipeline import InjectionMode, content_text, warm_up
 from hindsight_core.settings import MemorySettings
 
 from ._core import PIPELINE, check_options, core_options, hide_api_key, resolve
@@ -52,10 +52,12 @@ across I/O. Module-level, so that memories stay picklable."""
 
 @dataclass(frozen=True)
 class _Lookup:
-    """What one ``get`` asks memory: the query message and the settings (the cache key within a turn)."""
+    """What one ``get`` asks memory: the query message, the settings, and which user message of the
+    conversation it is for (``turn``: the core reuses a lookup for the same turn, e.g. an agent's steps)."""
 
     query: tuple[dict[str, Any], ...]
     settings: MemorySettings
+    turn: tuple[int, str]
 
 
 class HindsightMemory(BaseChatStoreMemory):
@@ -86,7 +88,6 @@ class HindsightMemory(BaseChatStoreMemory):
 
     _tracker: TurnTracker = PrivateAttr(default_factory=TurnTracker)
     _turn_call: MemoryCall | None = PrivateAttr(default=None)
-    _turn_lookup: _Lookup | None = PrivateAttr(default=None)
     _document_id: str | None = PrivateAttr(default=None)
     _last_record: InjectionDebugInfo | None = PrivateAttr(default=None)
     _core: dict[str, Any] = PrivateAttr(default_factory=dict)
@@ -229,16 +230,16 @@ class HindsightMemory(BaseChatStoreMemory):
 
     def _plan(
         self, history: Sequence[ChatMessage], input: str | ChatMessage | None, initial_token_count: int
-    ) -> tuple[_Lookup, MemoryCall | None]:
-        """The lookup for this ``get``, and the call made for the same lookup earlier in this turn."""
+    ) -> _Lookup:
+        """The lookup for this ``get``: its query, settings and turn."""
         if initial_token_count > self.token_limit:
             raise ValueError("Initial token count exceeds token limit")
+        last = last_user_message(history)
         if isinstance(input, ChatMessage):
             query_message: dict[str, Any] | None = to_core_message(input)
         elif isinstance(input, str) and input.strip():
             query_message = {"role": "user", "content": input}
         else:
-            last = last_user_message(history)
             query_message = to_core_message(last) if last is not None else None
         settings = resolve(self._core)
         room = int((self.token_limit - initial_token_count) * (1.0 - self.chat_history_token_ratio))
@@ -250,24 +251,20 @@ class HindsightMemory(BaseChatStoreMemory):
                 "injection_mode": injection_mode(self.insert_method),
             }
         )
-        lookup = _Lookup((query_message,) if query_message is not None else (), settings)
-        with _STATE_LOCK:
-            call = self._turn_call
-            if call is not None and not call.finished and self._turn_lookup == lookup:
-                return lookup, call
-        return lookup, None
+        # Which user message of the conversation this is: engines pass the new one as ``input`` before
+        # putting it in the history, agents find it there (and ask again after each tool step).
+        text = content_text(query_message.get("content")) if query_message is not None else ""
+        ordinal = sum(1 for message in history if message.role == MessageRole.USER)
+        if input is not None and (last is None or content_text(to_core_message(last).get("content")) != text):
+            ordinal += 1
+        return _Lookup((query_message,) if query_message is not None else (), settings, (ordinal, text))
 
     def _compose(
-        self,
-        history: list[ChatMessage],
-        lookup: _Lookup,
-        call: MemoryCall,
-        initial_token_count: int,
+        self, history: list[ChatMessage], call: MemoryCall, initial_token_count: int
     ) -> list[ChatMessage]:
         """The recent history that fits next to the memory block, with the block inserted."""
         with _STATE_LOCK:
             self._turn_call = call
-            self._turn_lookup = lookup
             self._last_record = call.record
         block = call.record.memory_context if call.record.injected else ""
         used = initial_token_count + (len(self.tokenizer_fn(block)) if block else 0)
@@ -286,24 +283,24 @@ class HindsightMemory(BaseChatStoreMemory):
         """The recent chat history within ``token_limit``, with recalled memories inserted.
 
         The query is ``input`` when given (chat engines pass the new user message before adding it to
-        the history), else the last user message. Memories are recalled once per turn: later ``get``
-        calls for the same question (an agent's tool loop) reuse them.
+        the history), else the last user message. Memories are recalled once per user message (the
+        core's rule): later ``get`` calls of the same turn (an agent's tool loop) reuse that lookup.
         """
         history = self.chat_store.get_messages(self.chat_store_key)
-        lookup, call = self._plan(history, input, initial_token_count)
-        if call is None:
-            call = PIPELINE.prepare(list(lookup.query), lookup.settings, model=self.model)
-        return self._compose(history, lookup, call, initial_token_count)
+        lookup = self._plan(history, input, initial_token_count)
+        call = PIPELINE.prepare(list(lookup.query), lookup.settings, model=self.model, turn=lookup.turn)
+        return self._compose(history, call, initial_token_count)
 
     async def aget(
         self, input: str | ChatMessage | None = None, initial_token_count: int = 0, **kwargs: Any
     ) -> list[ChatMessage]:
         """:meth:`get` for asyncio: the chat store and the recall are awaited, nothing blocks the loop."""
         history = await self.chat_store.aget_messages(self.chat_store_key)
-        lookup, call = self._plan(history, input, initial_token_count)
-        if call is None:
-            call = await PIPELINE.aprepare(list(lookup.query), lookup.settings, model=self.model)
-        return self._compose(history, lookup, call, initial_token_count)
+        lookup = self._plan(history, input, initial_token_count)
+        call = await PIPELINE.aprepare(
+            list(lookup.query), lookup.settings, model=self.model, turn=lookup.turn
+        )
+        return self._compose(history, call, initial_token_count)
 
     # ------------------------------------------------------------------------------------------ writing
 
@@ -313,7 +310,7 @@ class HindsightMemory(BaseChatStoreMemory):
             turns = self._tracker.add_all(messages)
             if not turns:
                 return []
-            call, self._turn_call, self._turn_lookup = self._turn_call, None, None
+            call, self._turn_call = self._turn_call, None
         return [(turn, call if index == 0 else None) for index, turn in enumerate(turns)]
 
     def _storage(
@@ -388,7 +385,6 @@ class HindsightMemory(BaseChatStoreMemory):
             self._tracker.clear()
             self._tracker.add_all(history)  # the turns it completes are history: not stored
             self._turn_call = None
-            self._turn_lookup = None
             self._document_id = None
 
     def set(self, messages: list[ChatMessage]) -> None:
