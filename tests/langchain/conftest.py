@@ -6,21 +6,30 @@ from __future__ import annotations
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import BaseMessage
+from langchain_core.runnables import Runnable
 
 from hindsight_core import HindsightClient
 from hindsight_core.storage import default_worker
 
-__all__ = ["Bank", "ModelInputs"]
+__all__ = ["Bank", "ModelInputs", "ToolCallingFake"]
 
 _SETTLED = frozenset({"completed", "failed", "cancelled"})
+
+
+class ToolCallingFake(GenericFakeChatModel):
+    """GenericFakeChatModel that an agent can bind tools to (its scripted replies carry the tool calls)."""
+
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Runnable[Any, Any]:
+        return self
 
 
 class ModelInputs(BaseCallbackHandler):

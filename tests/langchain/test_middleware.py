@@ -14,27 +14,19 @@ from typing import Any
 
 import pytest
 from langchain.agents import create_agent
-from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
-from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
 
 from hindsight_core import ConfigurationError, HindsightClient
 from hindsight_core.pipeline import MEMORY_OPEN
 from langchain_hindsight import BANK_KEY, HindsightMiddleware
-from tests.langchain.conftest import Bank, ModelInputs
+from tests.langchain.conftest import Bank, ModelInputs, ToolCallingFake
 
 pytestmark = pytest.mark.server
 
 FACT = "The user lives in Lisbon."
-
-
-class ToolCallingFake(GenericFakeChatModel):
-    """GenericFakeChatModel that an agent can bind tools to (its scripted replies carry the tool calls)."""
-
-    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Runnable[Any, Any]:
-        return self
 
 
 @tool

@@ -11,14 +11,12 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from langchain.agents import create_agent
-from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, ToolMessage
-from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
@@ -28,18 +26,11 @@ from hindsight_core.storage import StorageWorker
 from hindsight_core.tools import RECALL_TOOL
 from langchain_hindsight import BANK_KEY, HindsightTool, create_hindsight_tools, flush_storage
 from tests.helpers import async_recall_threads, document_text, wait_for
-from tests.langchain.conftest import Bank
+from tests.langchain.conftest import Bank, ToolCallingFake
 
 pytestmark = pytest.mark.server
 
 FACT = "The user is allergic to peanuts."
-
-
-class ToolCallingFake(GenericFakeChatModel):
-    """GenericFakeChatModel that an agent can bind tools to (its scripted replies carry the tool calls)."""
-
-    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Runnable[Any, Any]:
-        return self
 
 
 def calling(*calls: tuple[str, dict[str, Any]], final: str = "Done.") -> ToolCallingFake:

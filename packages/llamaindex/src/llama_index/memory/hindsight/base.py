@@ -98,13 +98,14 @@ class HindsightMemory(BaseChatStoreMemory):
         mode = options.get("injection_mode")
         if mode is not None:
             wanted = check_options({"injection_mode": mode})["injection_mode"]
-            if "insert_method" in data and injection_mode(self.insert_method) is not wanted:
+            on_system = injection_mode(self.insert_method) is InjectionMode.SYSTEM_MESSAGE
+            if "insert_method" in data and on_system != (wanted is InjectionMode.SYSTEM_MESSAGE):
                 raise ConfigurationError(
                     f"insert_method={self.insert_method} and injection_mode={mode!r} disagree; "
                     "set insert_method only"
                 )
-            self.insert_method = (
-                InsertMethod.USER if wanted is InjectionMode.PREPEND_USER else InsertMethod.SYSTEM
+            self.insert_method = (  # both user-side modes are LlamaIndex's USER (next to the question)
+                InsertMethod.SYSTEM if wanted is InjectionMode.SYSTEM_MESSAGE else InsertMethod.USER
             )
         core = core_options(self.bank_id, self.session_id, options)
         check_options(core)
