@@ -6,17 +6,18 @@ Builds the hindsight-core wheel (``uv build``), installs it with nothing else in
 
 - the closure: every distribution installed, its size on disk (from its ``RECORD``), the total in MB, and
   whether numpy is among them;
-- import time, median of ``--runs`` fresh interpreters: ``import hindsight_core`` timed inside the process
-  (``time.perf_counter``, interpreter start-up excluded), the wall time of the whole process next to the
-  wall time of a bare interpreter, and ``python -X importtime``'s cumulative figure for ``hindsight_core``
-  with the packages the import spends most time in (self time);
+- import time, median of ``--runs`` fresh interpreters, for ``import hindsight_core`` and for
+  ``from hindsight_core import MemoryPipeline, MemorySettings`` (what an application needs before its first
+  call): timed inside the process (``time.perf_counter``, interpreter start-up excluded), the wall time of
+  the whole process next to the wall time of a bare interpreter, and ``python -X importtime``'s cumulative
+  figure with the packages the import spends most time in (self time);
 - the first call: in fresh interpreters, ``MemoryPipeline.prepare()`` with a recall against a loopback stub
   of the Hindsight recall endpoint (in this process, answering 10 memories at once, so that the figures are
   ours, not a server's): the first call, the second, and the median of the next ones; once as an adapter
   does it (``warm_up()`` at configuration, the first call shortly after) and once cold (no warm-up: the first
   call loads the tokenizer itself).
 
-Run: ``uv run python -m bench.core_install [--runs N] [--json PATH] [--keep]``.
+Run: ``uv run python -m bench.core_install [--runs N] [--json PATH] [--keep] [--source DIR]``.
 """
 
 from __future__ import annotations
@@ -44,11 +45,16 @@ HEAVY = ["numpy", "tiktoken", "regex", "asyncio", "httpx", "pydantic", "pydantic
 IMPORT_PROBE = """
 import json, sys, time
 started = time.perf_counter()
-import hindsight_core
+{statement}
 elapsed = (time.perf_counter() - started) * 1000
 print(json.dumps({{"ms": elapsed, "loaded": [m for m in {heavy!r} if m in sys.modules],
                   "modules": len(sys.modules)}}))
 """
+IMPORTS = {
+    "import hindsight_core": "import hindsight_core",
+    # what an application that uses the core needs before its first call
+    "pipeline": "from hindsight_core import MemoryPipeline, MemorySettings",
+}
 
 FIRST_CALL_PROBE = """
 import json, sys, time
@@ -71,7 +77,9 @@ for _ in range(52):
     call = pipeline.prepare(messages, settings)
     times.append((time.perf_counter() - started) * 1000)
     assert call.record.injected, call.record
-print(json.dumps({"import_ms": (t1 - t0) * 1000, "calls_ms": times}))
+from hindsight_core.pipeline import tokens
+counter = type(tokens.counter()).__name__
+print(json.dumps({"import_ms": (t1 - t0) * 1000, "calls_ms": times, "counter": counter}))
 """
 
 RECALL_BODY = json.dumps(
@@ -126,10 +134,14 @@ def _uv(*args: str, cwd: Path = ROOT) -> str:
     return done.stdout
 
 
-def build_and_install(workdir: Path) -> Path:
-    """The wheel built from this checkout, installed alone into a fresh venv; returns its python."""
+def build_and_install(workdir: Path, source: Path | None) -> Path:
+    """The wheel built from this checkout (or from ``source``, a hindsight-core project directory), installed
+    alone into a fresh venv; returns its python."""
     dist = workdir / "dist"
-    _uv("build", "--package", "hindsight-core", "--wheel", "--out-dir", str(dist))
+    if source is None:
+        _uv("build", "--package", "hindsight-core", "--wheel", "--out-dir", str(dist))
+    else:
+        _uv("build", str(source), "--wheel", "--out-dir", str(dist))
     (wheel,) = dist.glob("hindsight_core-*.whl")
     venv = workdir / "venv"
     _uv("venv", "--python", sys.executable, str(venv))
@@ -164,28 +176,41 @@ def closure(python: Path) -> dict[str, Any]:
     }
 
 
-def _importtime(python: Path) -> tuple[float, dict[str, float]]:
+def _importtime_lines(python: Path, statement: str) -> list[tuple[int, int, str, bool]]:
+    """``-X importtime`` of ``statement``: (self us, cumulative us, module, top level) per import."""
     done = subprocess.run(
-        [str(python), "-X", "importtime", "-c", "import hindsight_core"],
+        [str(python), "-X", "importtime", "-c", statement],
         capture_output=True,
         text=True,
         check=True,
     )
-    cumulative = 0.0
-    by_package: dict[str, float] = {}
+    lines = []
     for line in done.stderr.splitlines():
         if not line.startswith("import time:") or "cumulative" in line:
             continue
         own, total, name = line[len("import time:") :].split("|", 2)
-        package = name.strip().split(".")[0]
-        by_package[package] = by_package.get(package, 0.0) + int(own) / 1000
-        if name.strip() == "hindsight_core":
-            cumulative = int(total) / 1000
+        lines.append((int(own), int(total), name.strip(), not name.startswith("  ")))
+    return lines
+
+
+def _importtime(python: Path, statement: str, startup: set[str]) -> tuple[float, dict[str, float]]:
+    """The cumulative ms of the imports ``statement`` makes (the interpreter's own start-up imports, in
+    ``startup``, left out), and the self ms by top-level package."""
+    cumulative = 0.0
+    by_package: dict[str, float] = {}
+    for own, total, name, top_level in _importtime_lines(python, statement):
+        if name in startup:
+            continue
+        package = name.split(".")[0]
+        by_package[package] = by_package.get(package, 0.0) + own / 1000
+        if top_level:
+            cumulative += total / 1000
     return cumulative, by_package
 
 
-def import_time(python: Path, runs: int) -> dict[str, Any]:
-    subprocess.run([str(python), "-c", "import hindsight_core"], check=True)  # page cache, not measured
+def import_time(python: Path, statement: str, runs: int) -> dict[str, Any]:
+    subprocess.run([str(python), "-c", statement], check=True)  # page cache, not measured
+    startup = {name for _, _, name, _ in _importtime_lines(python, "pass")}
     inside, wall, bare, cumulative = [], [], [], []
     last: dict[str, Any] = {}
     tops: list[dict[str, float]] = []
@@ -195,18 +220,22 @@ def import_time(python: Path, runs: int) -> dict[str, Any]:
         bare.append((time.perf_counter() - started) * 1000)
         started = time.perf_counter()
         done = subprocess.run(
-            [str(python), "-c", IMPORT_PROBE.format(heavy=HEAVY)], capture_output=True, text=True, check=True
+            [str(python), "-c", IMPORT_PROBE.format(statement=statement, heavy=HEAVY)],
+            capture_output=True,
+            text=True,
+            check=True,
         )
         wall.append((time.perf_counter() - started) * 1000)
         last = json.loads(done.stdout)
         inside.append(float(last["ms"]))
-        total, top = _importtime(python)
+        total, top = _importtime(python, statement, startup)
         cumulative.append(total)
         tops.append(top)
     packages = {name for top in tops for name in top}
     by_package = {name: statistics.median(top.get(name, 0.0) for top in tops) for name in packages}
     by_package = dict(sorted(by_package.items(), key=lambda item: -item[1])[:8])
     return {
+        "statement": statement,
         "runs": runs,
         "median_ms": statistics.median(inside),
         "min_ms": min(inside),
@@ -223,6 +252,7 @@ def import_time(python: Path, runs: int) -> dict[str, Any]:
 
 def first_call(python: Path, url: str, runs: int, *, warm: bool) -> dict[str, Any]:
     firsts, seconds, steadies, imports = [], [], [], []
+    counters: set[str] = set()
     for _ in range(runs):
         done = subprocess.run(
             [str(python), "-c", FIRST_CALL_PROBE, url, "warm" if warm else "cold"],
@@ -233,6 +263,7 @@ def first_call(python: Path, url: str, runs: int, *, warm: bool) -> dict[str, An
         data = json.loads(done.stdout.strip().splitlines()[-1])
         calls = data["calls_ms"]
         imports.append(data["import_ms"])
+        counters.add(data["counter"])
         firsts.append(calls[0])
         seconds.append(calls[1])
         steadies.append(statistics.median(calls[2:]))
@@ -244,6 +275,7 @@ def first_call(python: Path, url: str, runs: int, *, warm: bool) -> dict[str, An
         "second_call_median_ms": statistics.median(seconds),
         "steady_call_median_ms": statistics.median(steadies),
         "first_call_extra_ms": statistics.median(firsts) - statistics.median(steadies),
+        "token_counter": sorted(counters),
     }
 
 
@@ -252,17 +284,29 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--json", help="write the results here (default: print them)")
     parser.add_argument("--keep", action="store_true", help="keep the venv (its path is in the results)")
+    parser.add_argument("--label", help="what was measured, for the report (default: the source directory)")
+    parser.add_argument(
+        "--source",
+        type=Path,
+        help="build this hindsight-core project directory instead (e.g. an earlier version, for comparison)",
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="hindsight-core-alone-"))
     try:
-        python = build_and_install(workdir)
-        result: dict[str, Any] = {"machine": machine(), "venv": str(workdir / "venv")}
+        python = build_and_install(workdir, args.source)
+        result: dict[str, Any] = {
+            "machine": machine(),
+            "source": str(args.source or ROOT / "packages" / "core"),
+            "label": args.label or str(args.source or "this checkout"),
+            "venv": str(workdir / "venv"),
+            "load_average_before": os.getloadavg(),
+        }
         result["closure"] = closure(python)
-        result["import"] = import_time(python, args.runs)
+        result["imports"] = {name: import_time(python, code, args.runs) for name, code in IMPORTS.items()}
         with recall_stub() as url:
             result["first_call_warmed"] = first_call(python, url, args.runs, warm=True)
             result["first_call_cold"] = first_call(python, url, args.runs, warm=False)
-        result["load_average"] = os.getloadavg()
+        result["load_average_after"] = os.getloadavg()
         write_json(args.json, result)
     finally:
         if not args.keep:
