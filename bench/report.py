@@ -628,7 +628,7 @@ def core_install_section(results: R) -> list[str]:
         "`import hindsight_core` loads only the package: its public names are imported on first use (PEP 562), "
         "so the cost moves to the first `from hindsight_core import ...` of what the application uses, at start-up "
         "or configuration, never into a call. The second row is that cost: httpx and pydantic (the wire "
-        "models) are most of it; asyncio is no longer imported by the core (only where a coroutine runs). "
+        "models) are most of it. "
         "The first `prepare()` of a process costs more than the next ones because httpx builds its transport "
         "on the first request (importing httpcore and h11, loading the CA bundle into an SSL context); with "
         "no `warm_up()`, the first call also loads the tokenizer (tiktoken building `cl100k_base` from the "

@@ -8,17 +8,14 @@ instead of opening a new one. :func:`close_clients` closes them all (it runs at 
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from .client import DEFAULT_BASE_URL, AsyncHindsightClient, HindsightClient, RetryPolicy, Timeouts
-
-if TYPE_CHECKING:
-    import asyncio  # imported where a running loop is needed, not at import: sync-only users never load it
 
 __all__ = ["Connection", "aclose_loop_clients", "async_client", "close_clients", "sync_client"]
 
@@ -90,8 +87,6 @@ def async_client(connection: Connection) -> AsyncHindsightClient:
 
     Clients of event loops that have closed (each ``asyncio.run()`` makes one) are dropped here, so their
     sockets and loops do not pile up."""
-    import asyncio
-
     loop = asyncio.get_running_loop()
     with _pools.lock:
         for key in [k for k, (other, _) in _pools.by_loop.items() if other.is_closed()]:
@@ -116,8 +111,6 @@ def async_client(connection: Connection) -> AsyncHindsightClient:
 
 async def aclose_loop_clients() -> None:
     """Close the async clients of the running loop (call before the loop ends to release sockets early)."""
-    import asyncio
-
     loop = asyncio.get_running_loop()
     with _pools.lock:
         entry = _pools.by_loop.pop(id(loop), None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
@@ -73,8 +74,6 @@ class AsyncHindsightClient(BaseClient):
                     except httpx.HTTPError as exc:
                         outcome = exc
                 else:
-                    import asyncio  # loaded already (this runs in an event loop); not at import
-
                     await asyncio.sleep(step.seconds)
                     outcome = None
         except StopIteration as done:

@@ -15,6 +15,7 @@ Threads
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import concurrent.futures
 import contextlib
@@ -254,8 +255,6 @@ class StorageWorker:
 
     async def aflush(self, timeout: float | None = None) -> bool:
         """:meth:`flush` for asyncio: waits without blocking the event loop (the worker sets a future)."""
-        import asyncio  # the caller runs an event loop, so this is loaded already
-
         future = self._flush_future()
         if future.done():
             return True
