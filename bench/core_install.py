@@ -17,7 +17,12 @@ Builds the hindsight-core wheel (``uv build``), installs it with nothing else in
   does it (``warm_up()`` at configuration, the first call shortly after) and once cold (no warm-up: the first
   call loads the tokenizer itself).
 
-Run: ``uv run python -m bench.core_install [--runs N] [--json PATH] [--keep] [--source DIR]``.
+With ``--compare DIR`` an earlier hindsight-core (a project directory, e.g. ``git archive`` of an older
+commit) is built and measured too, the two venvs taking turns in every round so that a change of the
+machine's load affects both alike.
+
+Run: ``uv run python -m bench.core_install [--runs N] [--json PATH] [--keep]
+[--compare DIR --compare-label TEXT --compare-json PATH]``.
 """
 
 from __future__ import annotations
@@ -208,106 +213,153 @@ def _importtime(python: Path, statement: str, startup: set[str]) -> tuple[float,
     return cumulative, by_package
 
 
-def import_time(python: Path, statement: str, runs: int) -> dict[str, Any]:
-    subprocess.run([str(python), "-c", statement], check=True)  # page cache, not measured
-    startup = {name for _, _, name, _ in _importtime_lines(python, "pass")}
-    inside, wall, bare, cumulative = [], [], [], []
-    last: dict[str, Any] = {}
-    tops: list[dict[str, float]] = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        subprocess.run([str(python), "-c", "pass"], check=True)
-        bare.append((time.perf_counter() - started) * 1000)
-        started = time.perf_counter()
-        done = subprocess.run(
-            [str(python), "-c", IMPORT_PROBE.format(statement=statement, heavy=HEAVY)],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        wall.append((time.perf_counter() - started) * 1000)
-        last = json.loads(done.stdout)
-        inside.append(float(last["ms"]))
-        total, top = _importtime(python, statement, startup)
-        cumulative.append(total)
-        tops.append(top)
-    packages = {name for top in tops for name in top}
-    by_package = {name: statistics.median(top.get(name, 0.0) for top in tops) for name in packages}
-    by_package = dict(sorted(by_package.items(), key=lambda item: -item[1])[:8])
+def import_sample(python: Path, statement: str, startup: set[str]) -> dict[str, Any]:
+    """One fresh interpreter of each kind: bare, timing ``statement``, and under ``-X importtime``."""
+    started = time.perf_counter()
+    subprocess.run([str(python), "-c", "pass"], check=True)
+    bare = (time.perf_counter() - started) * 1000
+    started = time.perf_counter()
+    done = subprocess.run(
+        [str(python), "-c", IMPORT_PROBE.format(statement=statement, heavy=HEAVY)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    wall = (time.perf_counter() - started) * 1000
+    probe = json.loads(done.stdout)
+    cumulative, by_package = _importtime(python, statement, startup)
+    return {
+        "bare": bare,
+        "wall": wall,
+        "inside": float(probe["ms"]),
+        "probe": probe,
+        "cumulative": cumulative,
+        "by_package": by_package,
+    }
+
+
+def summarize_imports(statement: str, samples: list[dict[str, Any]]) -> dict[str, Any]:
+    inside = [s["inside"] for s in samples]
+    packages = {name for s in samples for name in s["by_package"]}
+    by_package = {
+        name: statistics.median(s["by_package"].get(name, 0.0) for s in samples) for name in packages
+    }
+    last = samples[-1]["probe"]
     return {
         "statement": statement,
-        "runs": runs,
+        "runs": len(samples),
         "median_ms": statistics.median(inside),
         "min_ms": min(inside),
         "max_ms": max(inside),
         "samples_ms": inside,
-        "process_wall_median_ms": statistics.median(wall),
-        "bare_interpreter_wall_median_ms": statistics.median(bare),
-        "importtime_cumulative_median_ms": statistics.median(cumulative),
-        "importtime_self_ms_by_package": by_package,
+        "process_wall_median_ms": statistics.median(s["wall"] for s in samples),
+        "bare_interpreter_wall_median_ms": statistics.median(s["bare"] for s in samples),
+        "importtime_cumulative_median_ms": statistics.median(s["cumulative"] for s in samples),
+        "importtime_self_ms_by_package": dict(sorted(by_package.items(), key=lambda item: -item[1])[:8]),
         "loaded_after_import": last.get("loaded", []),
         "modules_loaded": last.get("modules"),
     }
 
 
-def first_call(python: Path, url: str, runs: int, *, warm: bool) -> dict[str, Any]:
-    firsts, seconds, steadies, imports = [], [], [], []
-    counters: set[str] = set()
-    for _ in range(runs):
-        done = subprocess.run(
-            [str(python), "-c", FIRST_CALL_PROBE, url, "warm" if warm else "cold"],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        data = json.loads(done.stdout.strip().splitlines()[-1])
-        calls = data["calls_ms"]
-        imports.append(data["import_ms"])
-        counters.add(data["counter"])
-        firsts.append(calls[0])
-        seconds.append(calls[1])
-        steadies.append(statistics.median(calls[2:]))
+def first_call_sample(python: Path, url: str, *, warm: bool) -> dict[str, Any]:
+    done = subprocess.run(
+        [str(python), "-c", FIRST_CALL_PROBE, url, "warm" if warm else "cold"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    data: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return data
+
+
+def summarize_first_calls(samples: list[dict[str, Any]], *, warm: bool) -> dict[str, Any]:
+    firsts = [s["calls_ms"][0] for s in samples]
+    seconds = [s["calls_ms"][1] for s in samples]
+    steadies = [statistics.median(s["calls_ms"][2:]) for s in samples]
     return {
-        "runs": runs,
+        "runs": len(samples),
         "warm_up_before_first_call": warm,
-        "import_median_ms": statistics.median(imports),
+        "import_median_ms": statistics.median(s["import_ms"] for s in samples),
         "first_call_median_ms": statistics.median(firsts),
         "second_call_median_ms": statistics.median(seconds),
         "steady_call_median_ms": statistics.median(steadies),
         "first_call_extra_ms": statistics.median(firsts) - statistics.median(steadies),
-        "token_counter": sorted(counters),
+        "token_counter": sorted({s["counter"] for s in samples}),
     }
+
+
+def measure(pythons: list[Path], runs: int) -> list[dict[str, Any]]:
+    """Imports and first calls of each venv, the venvs taking turns in every round (so that a change of
+    the machine's load affects them alike)."""
+    startups = []
+    for python in pythons:
+        for statement in IMPORTS.values():
+            subprocess.run([str(python), "-c", statement], check=True)  # page cache, not measured
+        startups.append({name for _, _, name, _ in _importtime_lines(python, "pass")})
+    imports: list[dict[str, list[dict[str, Any]]]] = [{name: [] for name in IMPORTS} for _ in pythons]
+    warm: list[list[dict[str, Any]]] = [[] for _ in pythons]
+    cold: list[list[dict[str, Any]]] = [[] for _ in pythons]
+    with recall_stub() as url:
+        for _ in range(runs):
+            for i, python in enumerate(pythons):
+                for name, statement in IMPORTS.items():
+                    imports[i][name].append(import_sample(python, statement, startups[i]))
+                warm[i].append(first_call_sample(python, url, warm=True))
+                cold[i].append(first_call_sample(python, url, warm=False))
+    return [
+        {
+            "imports": {
+                name: summarize_imports(IMPORTS[name], samples) for name, samples in imports[i].items()
+            },
+            "first_call_warmed": summarize_first_calls(warm[i], warm=True),
+            "first_call_cold": summarize_first_calls(cold[i], warm=False),
+        }
+        for i in range(len(pythons))
+    ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--json", help="write the results here (default: print them)")
-    parser.add_argument("--keep", action="store_true", help="keep the venv (its path is in the results)")
-    parser.add_argument("--label", help="what was measured, for the report (default: the source directory)")
+    parser.add_argument("--keep", action="store_true", help="keep the venvs (their paths are in the results)")
+    parser.add_argument("--label", default="this checkout", help="what was measured, for the report")
     parser.add_argument(
-        "--source",
+        "--compare",
         type=Path,
-        help="build this hindsight-core project directory instead (e.g. an earlier version, for comparison)",
+        metavar="DIR",
+        help="also measure the hindsight-core project in DIR (e.g. an earlier version), taking turns",
     )
+    parser.add_argument("--compare-label", help="what DIR is, for the report (default: DIR)")
+    parser.add_argument("--compare-json", help="write DIR's results here (default: print them)")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="hindsight-core-alone-"))
+    sides: list[tuple[Path | None, str, str | None]] = [(None, args.label, args.json)]
+    if args.compare is not None:
+        sides.append((args.compare, args.compare_label or str(args.compare), args.compare_json))
     try:
-        python = build_and_install(workdir, args.source)
-        result: dict[str, Any] = {
-            "machine": machine(),
-            "source": str(args.source or ROOT / "packages" / "core"),
-            "label": args.label or str(args.source or "this checkout"),
-            "venv": str(workdir / "venv"),
-            "load_average_before": os.getloadavg(),
-        }
-        result["closure"] = closure(python)
-        result["imports"] = {name: import_time(python, code, args.runs) for name, code in IMPORTS.items()}
-        with recall_stub() as url:
-            result["first_call_warmed"] = first_call(python, url, args.runs, warm=True)
-            result["first_call_cold"] = first_call(python, url, args.runs, warm=False)
-        result["load_average_after"] = os.getloadavg()
-        write_json(args.json, result)
+        results: list[dict[str, Any]] = []
+        pythons = []
+        for index, (source, label, _) in enumerate(sides):
+            python = build_and_install(workdir / str(index), source)
+            pythons.append(python)
+            results.append(
+                {
+                    "machine": machine(),
+                    "source": str(source or ROOT / "packages" / "core"),
+                    "label": label,
+                    "venv": str(python.parent.parent),
+                    "closure": closure(python),
+                }
+            )
+        load_before = os.getloadavg()
+        for result, measured in zip(results, measure(pythons, args.runs), strict=True):
+            result.update(measured)
+            result["load_average_before"] = load_before
+            result["load_average_after"] = os.getloadavg()
+            result["measured_with"] = [r["label"] for r in results if r is not result]
+        for result, (_, _, path) in zip(results, sides, strict=True):
+            write_json(path, result)
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -563,7 +563,12 @@ def core_install_section(results: R) -> list[str]:
         "separate runs. First call: `MemoryPipeline.prepare()` with a recall against a loopback stub of the "
         "recall endpoint that answers 10 memories at once, so that the figures are the core's own: after "
         "`warm_up()` has loaded the tokenizer, as the adapters do at configuration, and cold, without it. "
-        "Measured separately from the run above"
+        + (
+            "The earlier version was measured in the same run, the two venvs taking turns in every round. "
+            if before
+            else ""
+        )
+        + "Measured separately from the run above"
         + (
             f", load average {min(loads)}-{max(loads)} on {now['machine'].get('cores', '?')} cores"
             if loads
