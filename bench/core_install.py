@@ -8,8 +8,9 @@ Builds the hindsight-core wheel (``uv build``), installs it with nothing else in
   whether numpy is among them;
 - import time, median of ``--runs`` fresh interpreters, for ``import hindsight_core`` and for
   ``from hindsight_core import MemoryPipeline, MemorySettings`` (what an application needs before its first
-  call): timed inside the process (``time.perf_counter``, interpreter start-up excluded), the wall time of
-  the whole process next to the wall time of a bare interpreter, and ``python -X importtime``'s cumulative
+  call): timed inside the process (``time.perf_counter``, interpreter start-up excluded) and its CPU time
+  (``time.process_time``, less sensitive to other load on the machine), the wall time of the whole process
+  next to the wall time of a bare interpreter, and ``python -X importtime``'s cumulative
   figure with the packages the import spends most time in (self time);
 - the first call: in fresh interpreters, ``MemoryPipeline.prepare()`` with a recall against a loopback stub
   of the Hindsight recall endpoint (in this process, answering 10 memories at once, so that the figures are
@@ -49,10 +50,10 @@ HEAVY = ["numpy", "tiktoken", "regex", "asyncio", "httpx", "pydantic", "pydantic
 
 IMPORT_PROBE = """
 import json, sys, time
-started = time.perf_counter()
+started, cpu = time.perf_counter(), time.process_time()
 {statement}
-elapsed = (time.perf_counter() - started) * 1000
-print(json.dumps({{"ms": elapsed, "loaded": [m for m in {heavy!r} if m in sys.modules],
+elapsed, cpu = (time.perf_counter() - started) * 1000, (time.process_time() - cpu) * 1000
+print(json.dumps({{"ms": elapsed, "cpu_ms": cpu, "loaded": [m for m in {heavy!r} if m in sys.modules],
                   "modules": len(sys.modules)}}))
 """
 IMPORTS = {
@@ -232,6 +233,7 @@ def import_sample(python: Path, statement: str, startup: set[str]) -> dict[str, 
         "bare": bare,
         "wall": wall,
         "inside": float(probe["ms"]),
+        "cpu": float(probe["cpu_ms"]),
         "probe": probe,
         "cumulative": cumulative,
         "by_package": by_package,
@@ -252,6 +254,8 @@ def summarize_imports(statement: str, samples: list[dict[str, Any]]) -> dict[str
         "min_ms": min(inside),
         "max_ms": max(inside),
         "samples_ms": inside,
+        "cpu_median_ms": statistics.median(s["cpu"] for s in samples),
+        "cpu_min_ms": min(s["cpu"] for s in samples),
         "process_wall_median_ms": statistics.median(s["wall"] for s in samples),
         "bare_interpreter_wall_median_ms": statistics.median(s["bare"] for s in samples),
         "importtime_cumulative_median_ms": statistics.median(s["cumulative"] for s in samples),
