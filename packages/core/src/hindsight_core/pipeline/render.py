@@ -100,7 +100,12 @@ class _Selection:
 def _select(
     memories: Sequence[Memory], fixed_tokens: int, max_tokens: int | None, max_memories: int | None
 ) -> _Selection:
-    """Numbered lines for ``memories`` taken best first, whole, while they fit after ``fixed_tokens``."""
+    """Numbered lines for ``memories`` taken best first, whole, while they fit after ``fixed_tokens``.
+
+    A line costs exactly what it adds to the block: ``N.`` and `` [LABEL] text\n`` are counted apart
+    (the encoder splits text into pieces before merging, and both joins are piece boundaries, so the
+    counts add up exactly; ``tests/core/test_render_counts.py`` checks it), and the second part, the same
+    for a memory wherever it is listed, is remembered by the counter."""
     chosen = _Selection([], fixed_tokens)
     seen: set[str] = set()
     for memory in memories:
@@ -110,32 +115,38 @@ def _select(
         if max_memories is not None and len(chosen.lines) >= max_memories:
             chosen.dropped_by_limit += 1
             continue
-        line = f"{len(chosen.lines) + 1}. [{_label(memory.type)}] {text}"
-        cost = count_tokens(line) + 1
+        number = f"{len(chosen.lines) + 1}."
+        tail = f" [{_label(memory.type)}] {text}"
+        cost = count_tokens(number) + count_tokens(tail + "\n")
         if max_tokens is not None and chosen.tokens + cost > max_tokens:
             chosen.dropped_by_budget += 1
             continue
         seen.add(text)
-        chosen.lines.append(line)
+        chosen.lines.append(number + tail)
         chosen.tokens += cost
     return chosen
+
+
+@functools.lru_cache(maxsize=4)
+def _fixed_tokens(heading: str) -> int:
+    """What the frame around a list costs: everything but the lines (each line brings its newline)."""
+    return count_tokens(f"{MEMORY_OPEN}\n{PREAMBLE}\n\n{heading}\n") + count_tokens(MEMORY_CLOSE)
 
 
 def render_recall(
     memories: Sequence[Memory], max_tokens: int | None, max_memories: int | None
 ) -> RenderedMemory:
-    """The numbered list of ``memories`` (best first) that fits in ``max_tokens`` and ``max_memories``."""
-    chosen = _select(memories, count_tokens(_frame(RECALL_HEADING)) + 1, max_tokens, max_memories)
-    lines = chosen.lines
-    dropped_by_budget = chosen.dropped_by_budget
-    while lines:
-        block = _frame(RECALL_HEADING + "\n" + "\n".join(lines))
-        tokens = count_tokens(block)
-        if max_tokens is None or tokens <= max_tokens:
-            return RenderedMemory(block, len(lines), dropped_by_budget, chosen.dropped_by_limit, tokens)
-        lines.pop()  # token counts are not strictly additive across line joins: re-check the whole
-        dropped_by_budget += 1
-    return RenderedMemory("", 0, dropped_by_budget, chosen.dropped_by_limit, 0)
+    """The numbered list of ``memories`` (best first) that fits in ``max_tokens`` and ``max_memories``.
+
+    The block's token count is the sum of its parts' (exact, see :func:`_select`): nothing is counted
+    twice, and a memory seen before costs no encoding at all."""
+    chosen = _select(memories, _fixed_tokens(RECALL_HEADING), max_tokens, max_memories)
+    if not chosen.lines:
+        return RenderedMemory("", 0, chosen.dropped_by_budget, chosen.dropped_by_limit, 0)
+    block = _frame(RECALL_HEADING + "\n" + "\n".join(chosen.lines))
+    return RenderedMemory(
+        block, len(chosen.lines), chosen.dropped_by_budget, chosen.dropped_by_limit, chosen.tokens
+    )
 
 
 def _head_within(text: str, max_tokens: int) -> str:

@@ -12,6 +12,7 @@ so that the first LLM call does not pay for it. If it cannot be built, counting 
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from typing import Protocol
@@ -48,8 +49,14 @@ class _ByteEstimate:
         return len(text.encode("utf-8"))
 
 
+_MEMO_TEXT = 512
+"""Texts up to this many characters have their counts remembered (memory lines, labels: the same ones
+come back call after call); longer ones are counted each time."""
+
+
 class _Cl100k:
-    """Exact ``cl100k_base`` counts (special-token markers counted as ordinary text)."""
+    """Exact ``cl100k_base`` counts (special-token markers counted as ordinary text). Short texts' counts
+    are remembered (a bounded LRU), so a memory recalled again costs no second encoding."""
 
     def __init__(self, ranks: dict[bytes, int]) -> None:
         import tiktoken
@@ -57,9 +64,13 @@ class _Cl100k:
         self._encoding = tiktoken.Encoding(
             "cl100k_base", pat_str=_PATTERN, mergeable_ranks=ranks, special_tokens=_SPECIAL_TOKENS
         )
+        self._memo = functools.lru_cache(maxsize=16384)(self._exact)
+
+    def _exact(self, text: str) -> int:
+        return len(self._encoding.encode_ordinary(text))
 
     def count(self, text: str) -> int:
-        return len(self._encoding.encode_ordinary(text))
+        return self._memo(text) if len(text) <= _MEMO_TEXT else self._exact(text)
 
 
 def read_vocabulary() -> dict[bytes, int]:
