@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 
 from hindsight_core import HindsightClient, MemoryPipeline, MemorySettings, SettingsLayers, StorageWorker
+from hindsight_core.memory.plan import apply_response, plan_call
 from hindsight_core.models import RecallResponse, RecallResult
 from hindsight_core.pipeline import warm_up
 from hindsight_core.pipeline.tokens import counter
@@ -96,18 +97,18 @@ def main() -> None:
 
     def plan_render_inject() -> object:
         started = time.perf_counter()
-        plan = pipeline._plan(messages, settings, "gpt-4o-mini")
-        return pipeline._apply(plan, response, started)
+        plan = plan_call(messages, settings, "gpt-4o-mini", None, pipeline._warn)
+        return apply_response(plan, response, started)
 
     call = plan_render_inject()
 
     def hand_to_storage() -> None:
-        fresh = pipeline._plan(messages, settings, "gpt-4o-mini").call
+        fresh = plan_call(messages, settings, "gpt-4o-mini", None, pipeline._warn).call
         fresh.record.document_id = "bench-doc"
         pipeline.finish(fresh, "Option 3, because it was simpler to test.")
 
     def plan_only() -> object:
-        return pipeline._plan(messages, settings, "gpt-4o-mini")
+        return plan_call(messages, settings, "gpt-4o-mini", None, pipeline._warn)
 
     rows = [
         ("settings resolution (+2 per-call options)", measure(resolve, args.iterations)),

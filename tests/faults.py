@@ -22,12 +22,16 @@ class CuttableProxy:
         self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
         self._lock = threading.Lock()
         self._cut = False
+        self._hung = False
+        self._held: list[socket.socket] = []
         self._drop = 0
         self._stopping = False
         self._sockets: set[socket.socket] = set()
         self._threads: list[threading.Thread] = []
         self.refused = 0
         self.dropped = 0
+        self.accepted = 0
+        """Connections accepted so far (forwarded, refused or held)."""
         self._acceptor = threading.Thread(target=self._accept_loop, name="test-proxy-accept", daemon=True)
         self._acceptor.start()
 
@@ -41,9 +45,22 @@ class CuttableProxy:
         for sock in doomed:
             self._kill(sock)
 
+    def hang(self) -> None:
+        """Act like a server that accepts connections and never answers: open connections are cut, new ones
+        are accepted and held, their requests read and never answered, until :meth:`restore`."""
+        with self._lock:
+            self._hung = True
+            doomed = list(self._sockets)
+        for sock in doomed:
+            self._kill(sock)
+
     def restore(self) -> None:
         with self._lock:
             self._cut = False
+            self._hung = False
+            held, self._held = self._held, []
+        for sock in held:  # what was held is dropped, as a restarted server would
+            self._kill(sock)
 
     def drop_responses(self, count: int) -> None:
         """Forward the next ``count`` requests but discard the server's responses and hang up."""
@@ -53,6 +70,7 @@ class CuttableProxy:
     def close(self) -> None:
         with self._lock:
             self._stopping = True
+        self.restore()
         self.cut()
         self._acceptor.join(5)
         self._listener.close()
@@ -82,9 +100,13 @@ class CuttableProxy:
                 return
             client.settimeout(None)
             with self._lock:
+                self.accepted += 1
                 refuse = self._cut or self._stopping
                 if refuse:
                     self.refused += 1
+                elif self._hung:
+                    self._held.append(client)
+                    continue
             if refuse:
                 self._kill(client)
                 continue

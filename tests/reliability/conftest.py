@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import pytest
 
 import hindsight_litellm as hl
+from hindsight_core.breaker import reset_breakers
 from hindsight_core.memory import MemoryPipeline
 from hindsight_core.storage import StorageWorker
 from hindsight_litellm import config as litellm_config
@@ -32,9 +33,11 @@ PIPELINES: tuple[MemoryPipeline, ...] = (
 
 
 def forget_lookup_pauses() -> None:
-    """Forget that servers could not be reached (the pipelines pause lookups to them for a while)."""
+    """Forget that servers could not be reached (their circuit breakers skip lookups until they answer) and
+    the lookups made for earlier conversations."""
+    reset_breakers()
     for pipeline in PIPELINES:
-        pipeline._paused_until.clear()
+        pipeline.lookups.clear()
 
 
 @pytest.fixture(autouse=True)

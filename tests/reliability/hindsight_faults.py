@@ -33,12 +33,13 @@ import httpx
 
 __all__ = ["KINDS", "Fault", "FaultKind", "HindsightFaults", "Operation", "Seen"]
 
-Operation = Literal["recall", "reflect", "retain"]
+Operation = Literal["recall", "reflect", "retain", "health"]
 
-_OPERATIONS: tuple[tuple[Operation, re.Pattern[str]], ...] = (
-    ("recall", re.compile(r"^/v1/default/banks/[^/]+/memories/recall$")),
-    ("reflect", re.compile(r"^/v1/default/banks/[^/]+/reflect$")),
-    ("retain", re.compile(r"^/v1/default/banks/[^/]+/memories$")),
+_OPERATIONS: tuple[tuple[Operation, str, re.Pattern[str]], ...] = (
+    ("recall", "POST", re.compile(r"^/v1/default/banks/[^/]+/memories/recall$")),
+    ("reflect", "POST", re.compile(r"^/v1/default/banks/[^/]+/reflect$")),
+    ("retain", "POST", re.compile(r"^/v1/default/banks/[^/]+/memories$")),
+    ("health", "GET", re.compile(r"^/health$")),  # what the circuit breaker's probe asks
 )
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding", "host"}
@@ -60,12 +61,16 @@ class Seen:
 class Fault:
     """How to answer: ``status`` with ``body`` (bytes, or a function of the request) and ``headers``; or,
     with ``hang``, never (the request is held until the fault is cleared or the server closed, then the
-    connection is dropped)."""
+    connection is dropped); or, with ``proxy``, as the real server does, after ``delay``."""
 
     status: int = 200
     body: bytes | Callable[[Seen], bytes] = b""
     headers: Mapping[str, str] = field(default_factory=dict)
     hang: bool = False
+    delay: float = 0.0
+    """Seconds to wait before answering (with ``proxy``: before passing the request on)."""
+    proxy: bool = False
+    """Pass the request on to the real server (after ``delay``): a slow server that answers."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,7 @@ class FaultKind:
     fault: Fault | None  # None: connection refused (HindsightFaults.refuse)
     error: str  # the error type named in the debug record
     transient: bool  # storage keeps retrying (True) or counts the turn as stored (False)
-    pauses: bool = False  # a connection failure: lookups to the server pause for a while (LOOKUP_PAUSE)
+    pauses: bool = False  # a connection failure: the server's circuit breaker opens, lookups skip at once
 
 
 _JSON = {"content-type": "application/json"}
@@ -164,13 +169,16 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length > 0 else b""
         path = self.path.split("?", 1)[0]
         operation = next(
-            (name for name, pattern in _OPERATIONS if self.command == "POST" and pattern.match(path)), None
+            (name for name, method, pattern in _OPERATIONS if self.command == method and pattern.match(path)),
+            None,
         )
         seen = Seen(operation, self.command, path, {k.lower(): v for k, v in self.headers.items()}, body)
         owner = self.server.owner
         fault = owner._take(seen)
         try:
-            if fault is None:
+            if fault is not None and fault.delay:
+                owner._released.wait(fault.delay)
+            if fault is None or fault.proxy:
                 self._proxy(seen)
             elif fault.hang:
                 owner._released.wait()
@@ -231,11 +239,13 @@ class HindsightFaults:
                 self._released.clear()
 
     def apply(self, kind: FaultKind, *operations: Operation) -> None:
-        """Make ``operations`` (default: recall, reflect and retain) misbehave as ``kind`` says."""
+        """Make ``operations`` misbehave as ``kind`` says: by default recall, reflect and retain, and for a
+        hung server its health check too (a server that answers errors is up: its health check answers)."""
         if kind.fault is None:
             self.refuse()
             return
-        for operation in operations or ("recall", "reflect", "retain"):
+        default: tuple[Operation, ...] = ("recall", "reflect", "retain")
+        for operation in operations or ((*default, "health") if kind.fault.hang else default):
             self.fail(operation, kind.fault)
 
     def clear(self) -> None:

@@ -58,6 +58,8 @@ class InjectionDebugInfo:
     memories_dropped_by_budget: int = 0
     memories_dropped_by_limit: int = 0
     tokens_injected: int = 0
+    fallback: str | None = None
+    """Set when reflect failed or was too slow and recalled memories were injected instead (why)."""
     lookup_reused: bool = False
     """True when this call continued a user message whose lookup was already made (an agent step, a
     retry): its memories were reused, not recalled again."""
@@ -86,6 +88,7 @@ class InjectionDebugInfo:
             "memories_dropped_by_limit": self.memories_dropped_by_limit,
             "tokens_injected": self.tokens_injected,
             "lookup_reused": self.lookup_reused,
+            "fallback": self.fallback,
             "max_memory_tokens": self.max_memory_tokens,
             "memory_context": self.memory_context,
             "reflect_text": self.reflect_text,

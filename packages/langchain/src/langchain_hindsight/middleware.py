@@ -31,9 +31,9 @@ from typing_extensions import NotRequired
 
 from hindsight_core.memory import MemoryCall, MemoryPipeline
 from hindsight_core.pipeline import InjectionMode, inject
-from hindsight_core.pipeline.tokens import warm_up
 from hindsight_core.settings import MemorySettings
 from hindsight_core.storage import StorageWorker
+from hindsight_core.warmup import warm_up
 
 from ._config import BANK_KEY, bank_to_set_up, call_settings, check_bank_key, validate_constructor_options
 from ._messages import exchange_of, restore, to_dicts

@@ -30,9 +30,9 @@ from langchain_core.messages import BaseMessage, RemoveMessage, SystemMessage
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 
 from hindsight_core.memory import MemoryCall, MemoryPipeline
-from hindsight_core.pipeline.tokens import warm_up
 from hindsight_core.settings import MemorySettings
 from hindsight_core.storage import StorageWorker
+from hindsight_core.warmup import warm_up
 
 from ._config import (
     BANK_KEY,

@@ -24,9 +24,9 @@ from pydantic import ConfigDict, Field, PrivateAttr
 from hindsight_core.debug import set_last_debug
 from hindsight_core.errors import ConfigurationError
 from hindsight_core.memory import MemoryCall, MemoryPipeline
-from hindsight_core.pipeline.tokens import warm_up
 from hindsight_core.settings import MemorySettings
 from hindsight_core.storage import StorageWorker
+from hindsight_core.warmup import warm_up
 
 from ._config import (
     BANK_KEY,

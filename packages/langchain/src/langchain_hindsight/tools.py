@@ -20,10 +20,10 @@ from pydantic import ConfigDict, Field, PrivateAttr
 
 from hindsight_core.errors import ConfigurationError
 from hindsight_core.memory import MemoryPipeline
-from hindsight_core.pipeline.tokens import warm_up
 from hindsight_core.settings import MemorySettings
 from hindsight_core.storage import StorageWorker
 from hindsight_core.tools import OPERATIONS, MemoryTool, MemoryToolRunner, ToolResult, select_tools
+from hindsight_core.warmup import warm_up
 
 from ._config import (
     BANK_KEY,

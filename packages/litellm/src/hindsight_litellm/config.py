@@ -21,8 +21,8 @@ from typing import Any, ParamSpec, TypeVar
 from hindsight_core import DEFAULT_BASE_URL, ConfigurationError, NotConfiguredError
 from hindsight_core.memory import MemoryPipeline
 from hindsight_core.pipeline import InjectionMode
-from hindsight_core.pipeline.tokens import warm_up
 from hindsight_core.settings import MemorySettings, SettingsLayers
+from hindsight_core.warmup import warm_up
 
 __all__ = [
     "DEFAULT_BANK_ID",

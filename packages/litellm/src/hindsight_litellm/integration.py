@@ -27,8 +27,8 @@ from hindsight_core.connection import close_clients
 from hindsight_core.debug import InjectionDebugInfo, clear_last_debug, get_last_debug
 from hindsight_core.errors import NotConfiguredError, StorageError
 from hindsight_core.pipeline import MEMORY_OPEN, InjectionMode, content_text
-from hindsight_core.pipeline.tokens import warm_up
 from hindsight_core.settings import MemorySettings, validate_options
+from hindsight_core.warmup import warm_up
 
 from ._calls import acall_with_memory, call_with_memory
 from ._messages import openai_reply, to_message_dicts

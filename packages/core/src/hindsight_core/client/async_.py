@@ -25,6 +25,7 @@ from ..models import (
     UpdateMode,
 )
 from ._base import BaseClient, Operation, RetryPolicy, Send, Timeouts
+from ._tls import shared_ssl_context
 
 __all__ = ["AsyncHindsightClient"]
 
@@ -60,7 +61,7 @@ class AsyncHindsightClient(BaseClient):
         self._http = (
             http_client
             if http_client is not None
-            else httpx.AsyncClient(follow_redirects=False, limits=_ASYNC_LIMITS)
+            else httpx.AsyncClient(follow_redirects=False, verify=shared_ssl_context(), limits=_ASYNC_LIMITS)
         )
 
     async def _run(self, op: Operation[T]) -> T:

@@ -25,6 +25,7 @@ from ..models import (
     UpdateMode,
 )
 from ._base import BaseClient, Operation, RetryPolicy, Send, Timeouts
+from ._tls import shared_ssl_context
 
 __all__ = ["HindsightClient"]
 
@@ -53,7 +54,11 @@ class HindsightClient(BaseClient):
     ) -> None:
         super().__init__(base_url, api_key, timeouts, retry, headers)
         self._owns_http = http_client is None
-        self._http = http_client if http_client is not None else httpx.Client(follow_redirects=False)
+        self._http = (
+            http_client
+            if http_client is not None
+            else httpx.Client(follow_redirects=False, verify=shared_ssl_context())
+        )
 
     def _run(self, op: Operation[T]) -> T:
         plan = self._plan(op)

@@ -300,9 +300,13 @@ class Lanes:
         self.on_disk -= len(batch.refs)
         self.held += len(batch.refs)
 
-    def hurry(self, now: float) -> None:
-        """Make every lane head ready now (at exit: retry at once)."""
-        for lane in self._lanes.values():
+    def hurry(self, now: float, *, base_url: str | None = None) -> None:
+        """Make every lane head (of the server at ``base_url``, or of all) ready now: at exit, retry at
+        once; when a server answers again, send what waited for it."""
+        wanted = base_url.rstrip("/").lower() if base_url is not None else None
+        for (url, _), lane in self._lanes.items():
+            if wanted is not None and url.rstrip("/").lower() != wanted:
+                continue
             head = lane[0]
             if head.ready_at > now:
                 head.ready_at = now

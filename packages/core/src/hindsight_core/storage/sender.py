@@ -12,7 +12,12 @@ Outcomes (:func:`attempt`)
 While retrying, at most one WARNING per ``warn_interval`` says how many turns wait; an INFO line says when
 the server answers again. Every message is scrubbed of the API key.
 
-A circuit breaker shared with memory lookups would decide here whether to attempt a send at all.
+Storage and memory lookups share one view of each server, its circuit breaker
+(:mod:`hindsight_core.breaker`): a request that cannot reach the server opens it (memory lookups then skip
+at once instead of each waiting for their time budget), one that gets an answer closes it, and when the
+breaker's probe finds the server answering again, every waiting lane head of that server is sent at once,
+not at the end of its own backoff. Storage keeps its own retries meanwhile (they run on the worker's
+thread, never on a caller's).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import random
 import time
 from collections.abc import Callable
 
+from ..breaker import ServerBreaker, breaker_for
 from ..client import HindsightClient
 from ..connection import Connection
 from ..errors import APIConnectionError, APIResponseValidationError, APIStatusError
@@ -116,7 +122,13 @@ class Sender:
         assert batch.connection is not None
         if self._state.outbox is not None and not batch.persisted:
             self._spool.write(batch)  # normally done at intake; retried if that write failed
+        breaker = breaker_for(batch.connection.base_url, batch.connection.api_key)
+        breaker.listen(self._server_available)
         outcome, error, status_code = attempt(batch, self._client_for)
+        if outcome == Outcome.TRANSIENT and status_code is None:
+            breaker.unreachable("storage could not reach it")
+        else:
+            breaker.reached()
 
         if outcome == Outcome.STORED:
             self._on_stored(batch)
@@ -126,6 +138,13 @@ class Sender:
             self._split(batch, error)
         else:
             self._on_permanent(batch, error, status_code)
+
+    def _server_available(self, breaker: ServerBreaker) -> None:
+        """The server can be tried again: its held lane heads go now, whatever their backoff said."""
+        state = self._state
+        with state.cv:
+            state.lanes.hurry(time.monotonic(), base_url=breaker.url)
+            state.cv.notify_all()
 
     def _on_stored(self, batch: Batch) -> None:
         state = self._state

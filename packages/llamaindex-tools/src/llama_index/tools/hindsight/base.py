@@ -20,7 +20,6 @@ from llama_index.core.tools.types import ToolMetadata
 from hindsight_core.debug import InjectionDebugInfo
 from hindsight_core.errors import ConfigurationError
 from hindsight_core.memory import MemoryPipeline
-from hindsight_core.pipeline import warm_up
 from hindsight_core.settings import MemorySettings, SettingsLayers, validate_options
 from hindsight_core.storage import StorageWorker
 from hindsight_core.tools import (
@@ -33,6 +32,7 @@ from hindsight_core.tools import (
     ToolResult,
     select_tools,
 )
+from hindsight_core.warmup import warm_up
 
 __all__ = ["SOURCE", "HindsightToolSpec"]
 

@@ -23,8 +23,9 @@ from llama_index.core.utils import get_tokenizer
 from hindsight_core import ConfigurationError
 from hindsight_core.debug import InjectionDebugInfo
 from hindsight_core.memory import MemoryCall, conversation_document_id
-from hindsight_core.pipeline import InjectionMode, content_text, warm_up
+from hindsight_core.pipeline import InjectionMode, content_text
 from hindsight_core.settings import MemorySettings
+from hindsight_core.warmup import warm_up
 
 from ._core import PIPELINE, check_options, core_options, hide_api_key, resolve
 from ._messages import (

@@ -10,7 +10,7 @@ from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_serialize
 from llama_index.core.memory.memory import BaseMemoryBlock
 
 from hindsight_core.debug import InjectionDebugInfo
-from hindsight_core.pipeline import warm_up
+from hindsight_core.warmup import warm_up
 
 from ._core import PIPELINE, check_options, core_options, hide_api_key, resolve
 from ._messages import TurnTracker, last_user_message, to_core_message
