@@ -81,7 +81,8 @@ EXPLAINED: list[tuple[str, str]] = [
     ("context_manager_over_a_configuration.inside.api_key", _L13),
     ("configure_url_from_environment.hindsight_api_url", _ENV_URL),
     ("configure_twice.*", _MERGE),
-    ("validation_errors.injection_mode*", _VALIDATE),
+    ("validation_errors.*_invalid.accepted", _VALIDATE),
+    ("validation_errors.*_negative.accepted", _VALIDATE),
 ]
 
 

@@ -378,6 +378,12 @@ def _accepted(**options: Any) -> bool:
     return "returns" in attempt(lambda: hl.configure(**options))
 
 
+def _outcome(**options: Any) -> Observation:
+    """Whether ``configure(**options)`` is accepted, or the kinds of error it raises."""
+    outcome = attempt(lambda: hl.configure(**options))
+    return {"accepted": True} if "returns" in outcome else {"raises": outcome["raises"]}
+
+
 @scenario
 def validation_errors(ctx: Context) -> Observation:
     return {
@@ -388,6 +394,9 @@ def validation_errors(ctx: Context) -> Observation:
         "injection_mode_string": attempt(
             lambda: hl.configure(hindsight_api_url=ctx.server, injection_mode="prepend_user").injection_mode
         ),
+        "injection_mode_invalid": _outcome(injection_mode="bogus"),
+        "fact_type_invalid": _outcome(fact_types=["feelings"]),
+        "max_memories_negative": _outcome(max_memories=-1),
         "budget_values": {budget: _accepted(budget=budget) for budget in ("low", "mid", "high")},
         "tags_match_values": {
             match: _accepted(recall_tags_match=match) for match in ("any", "all", "any_strict", "all_strict")
@@ -703,6 +712,7 @@ def retain_when_the_server_is_down(ctx: Context) -> Observation:
         "sync_raises": "raises" in synchronous,
         "errors_reported": bool(errors),
         "errors_are_exceptions": all(isinstance(e, Exception) for e in errors),
+        "cleared_once_returned": errors != [] and hl.get_pending_retain_errors() == [],
     }
 
 

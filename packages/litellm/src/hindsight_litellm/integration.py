@@ -419,10 +419,14 @@ def clear_injection_debug() -> None:
 
 
 def get_pending_storage_errors() -> list[StorageError]:
-    """Conversations that could not be stored (yet, or at all), oldest first, as exceptions; each one's
-    ``failure`` has the details (bank, document, turns, attempts) and ``permanent`` says if it was given
-    up on."""
-    return [failure.as_error() for failure in PIPELINE.storage.pending_errors()]
+    """Conversations (and direct retains) that could not be stored, oldest first, as exceptions; each
+    one's ``failure`` has the details (bank, document, turns, attempts) and ``permanent`` says if it was
+    given up on. As in 0.5.4, the list is cleared once returned: a turn still being retried is reported
+    again if its next attempt fails too."""
+    storage = PIPELINE.storage
+    errors = [failure.as_error() for failure in storage.pending_errors()]
+    storage.clear_errors()
+    return errors
 
 
 get_pending_retain_errors = get_pending_storage_errors

@@ -25,7 +25,7 @@ from hindsight_core.connection import async_client, sync_client
 from hindsight_core.models import ReflectFact
 from hindsight_core.settings import MemorySettings
 
-from .config import LAYERS
+from .config import LAYERS, PIPELINE
 
 __all__ = [
     "RecallDebugInfo",
@@ -421,13 +421,32 @@ def retain(
     hindsight_api_url: str | None = None,
     sync: bool = False,
 ) -> RetainResult:
-    """Store ``content`` in the bank. The server acknowledges at once and extracts memories in the
-    background; ``sync=True`` waits until they are extracted (slower)."""
+    """Store ``content`` in the bank (in ``document_id``, replacing what that document held, else in a
+    document of its own).
+
+    By default (``sync=False``), as in 0.5.4, this returns at once with ``success=True``: the content is
+    handed to the background storage worker, which sends it, retries through outages and reports what it
+    could not store in ``get_pending_retain_errors()``. ``sync=True`` sends it now and waits until the
+    server has extracted its memories; a failure raises."""
     settings, bank, arguments, debug = _retain_args(
         content, bank_id, context, document_id, tags, metadata, hindsight_api_url, sync
     )
+    if not sync:
+        return _queued(content, settings, context, document_id, metadata, debug)
     response = sync_client(settings.connection).retain(bank, content, **arguments)
     return RetainResult(success=response.success, items_count=response.items_count, debug=debug)
+
+
+def _queued(
+    content: str,
+    settings: MemorySettings,
+    context: str | None,
+    document_id: str | None,
+    metadata: dict[str, str] | None,
+    debug: RetainDebugInfo | None,
+) -> RetainResult:
+    PIPELINE.queue_retain(content, settings, context=context, document_id=document_id, metadata=metadata)
+    return RetainResult(success=True, items_count=0, debug=debug)
 
 
 async def aretain(
@@ -444,5 +463,7 @@ async def aretain(
     settings, bank, arguments, debug = _retain_args(
         content, bank_id, context, document_id, tags, metadata, hindsight_api_url, sync
     )
+    if not sync:
+        return _queued(content, settings, context, document_id, metadata, debug)
     response = await async_client(settings.connection).retain(bank, content, **arguments)
     return RetainResult(success=response.success, items_count=response.items_count, debug=debug)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 
 from ..connection import async_client, sync_client
 from ..debug import InjectionDebugInfo, set_last_debug
@@ -190,6 +190,23 @@ class MemoryPipeline:
         if turn is None or not settings.sync_storage:
             return call.record
         return self._store.noted(call, await self.storage.aflush(timeout=settings.retain_timeout))
+
+    def queue_retain(
+        self,
+        content: str,
+        settings: MemorySettings,
+        *,
+        context: str | None = None,
+        document_id: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> InjectionDebugInfo:
+        """Queue ``content`` on the storage worker as a direct retain (``retain(..., sync=False)``): it
+        returns at once; the worker sends it, retries through outages, and reports what it could not store
+        (``storage.pending_errors()``). With ``document_id`` the content replaces that document's, else it
+        is a document of its own. The returned record tracks the storage status."""
+        return self._store.content(
+            content, settings, context=context, document_id=document_id, metadata=metadata
+        )
 
     # ---------------------------------------------------------------------------------------------- bank
 

@@ -9,7 +9,8 @@ in strict mode.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 
 from ..debug import InjectionDebugInfo
 from ..errors import ConfigurationError, StorageError
@@ -120,6 +121,37 @@ class Store:
             failure=None,
             permanent=record.storage_status == "failed",
         )
+
+    # ---------------------------------------------------------------------------------------- direct
+
+    def content(
+        self,
+        content: str,
+        settings: MemorySettings,
+        *,
+        context: str | None,
+        document_id: str | None,
+        metadata: Mapping[str, str] | None,
+    ) -> InjectionDebugInfo:
+        """``content`` queued as a direct retain would send it: into ``document_id`` (replacing what the
+        document held, as the server's retain does), or into a document of its own."""
+        record = InjectionDebugInfo(
+            mode="recall", query=None, bank_id=settings.bank_id, skipped_reason="storage only"
+        )
+        record.document_id = document_id or f"retain-{uuid.uuid4().hex}"
+        turn = Turn(
+            connection=settings.connection,
+            bank_id=settings.bank_id or "",
+            document_id=record.document_id,
+            content=content,
+            context=context,
+            tags=settings.tags,
+            metadata=metadata,
+            update_mode="replace",
+        )
+        call = MemoryCall(messages=[], original=[], settings=settings, record=record)
+        self.submit(call, turn)
+        return record
 
     # ---------------------------------------------------------------------------------------- notes
 

@@ -111,13 +111,15 @@ def operation_id(base_url: str, bank_id: str, turn_ids: Iterable[str]) -> str:
 
 
 def signature(turn: Turn) -> tuple[Any, ...]:
-    """What turns of one document must share to be merged into one item."""
+    """What turns of one document must share to be merged into one item (a replacing turn: its own)."""
     metadata = tuple(sorted(turn.metadata.items())) if turn.metadata is not None else None
-    return (turn.context, turn.tags, metadata)
+    own = turn.turn_id if turn.update_mode == "replace" else None
+    return (turn.context, turn.tags, metadata, own)
 
 
 def retain_items(turns: list[Turn]) -> list[RetainItem]:
-    """One append item per document, its turns' texts joined in order (the server's own append separator)."""
+    """One item per document: appended turns' texts joined in order (the server's own append separator);
+    a replacing turn is alone in its document's group (see :func:`signature`)."""
     by_document: dict[str, list[Turn]] = {}
     for turn in turns:
         by_document.setdefault(turn.document_id, []).append(turn)
@@ -132,7 +134,7 @@ def retain_items(turns: list[Turn]) -> list[RetainItem]:
                 document_id=document_id,
                 metadata=dict(first.metadata) if first.metadata is not None else None,
                 tags=list(first.tags) if first.tags is not None else None,
-                update_mode="append",
+                update_mode=first.update_mode,
             )
         )
     return items

@@ -49,8 +49,10 @@ class Turn:
     """One conversation exchange to store, with everything needed to store it (no per-user worker state).
 
     ``content`` is the transcript of the exchange, already built by the caller. ``document_id`` names the
-    conversation: turns are appended to that document, in order. ``timestamp`` must be timezone-aware (it is
-    kept in UTC). ``tags`` and ``metadata`` are copied, so the caller may reuse its own objects.
+    conversation: turns are appended to that document, in order. With ``update_mode="replace"`` the turn
+    replaces the document's content instead (a direct ``retain`` of a document, as the server does by
+    default); such a turn is never merged with another. ``timestamp`` must be timezone-aware (it is kept in
+    UTC). ``tags`` and ``metadata`` are copied, so the caller may reuse its own objects.
 
     :meth:`to_dict` / :meth:`from_dict` are the outbox format. The dict holds the server's ``base_url`` but
     never the API key: :meth:`from_dict` takes the :class:`Connection` to re-attach.
@@ -65,8 +67,13 @@ class Turn:
     metadata: Mapping[str, str] | None = None
     timestamp: datetime = field(default_factory=utcnow)
     turn_id: str = field(default_factory=_new_turn_id)
+    update_mode: Literal["append", "replace"] = "append"
 
     def __post_init__(self) -> None:
+        if self.update_mode not in ("append", "replace"):
+            raise ConfigurationError(
+                f"Turn.update_mode must be 'append' or 'replace', got {self.update_mode!r}"
+            )
         if not isinstance(self.connection, Connection):
             raise ConfigurationError(
                 f"Turn.connection must be a Connection, got {type(self.connection).__name__}"
@@ -111,6 +118,7 @@ class Turn:
             "tags": list(self.tags) if self.tags is not None else None,
             "metadata": dict(self.metadata) if self.metadata is not None else None,
             "timestamp": self.timestamp.isoformat(),
+            "update_mode": self.update_mode,
         }
 
     @classmethod
@@ -133,6 +141,7 @@ class Turn:
                 metadata=data.get("metadata"),
                 timestamp=datetime.fromisoformat(data["timestamp"]),
                 turn_id=data["turn_id"],
+                update_mode=data.get("update_mode", "append"),  # files written before it was recorded
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, ConfigurationError):
