@@ -362,3 +362,44 @@ def test_sync_storage_waits_for_the_turn(hindsight_server: str, seeded: str, fak
     debug = hl.get_last_injection_debug()
     assert debug is not None
     assert debug.storage_status == "stored"
+
+
+def test_published_background_retain_returns_at_once_and_reports_failures_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """0.5.4: retain(sync=False) returns success=True at once; failures are collected and handed out once
+    by get_pending_retain_errors()."""
+    from hindsight_core.storage import StorageWorker
+    from tests.helpers import closed_port_url, wait_for
+
+    worker = StorageWorker(retry_initial=60, retry_max=60, exit_timeout=0.1)  # no retry during the test
+    monkeypatch.setattr(config.PIPELINE, "_storage", worker)
+    try:
+        hl.configure(hindsight_api_url=closed_port_url(), bank_id="b", max_retries=0)
+        result = hl.retain("The user's cat is called Miso.")
+        assert result.success
+        assert bool(result)
+        errors = wait_for(hl.get_pending_retain_errors, timeout=30, what="the background retain's error")
+        assert all(isinstance(error, HindsightError) for error in errors)
+        assert "could not reach" in str(errors[0])
+        assert hl.get_pending_retain_errors() == []  # handed out once
+    finally:
+        worker.close(timeout=0)
+
+
+@pytest.mark.server
+def test_published_retain_into_a_document_replaces_it(hindsight_server: str, bank_id: str) -> None:
+    from tests.helpers import document_text, flush_storage, seed_bank, wait_for
+
+    seed_bank(hindsight_server, bank_id)
+    hl.configure(hindsight_api_url=hindsight_server, bank_id=bank_id)
+    hl.retain("First version of the notes.", document_id="notes")
+    flush_storage()
+    wait_for(lambda: document_text(hindsight_server, bank_id, "notes"), what="the first version")
+    hl.retain("Second version of the notes.", document_id="notes")
+    flush_storage()
+    text = wait_for(
+        lambda: (t := document_text(hindsight_server, bank_id, "notes")) and "Second" in t and t,
+        what="the second version",
+    )
+    assert "First version" not in text  # replaced, as the server's retain does (0.5.4 sent it so)
