@@ -69,11 +69,29 @@ class Server:
 
     url: str
     local: bool
-    """Started by the demo (it then configures the bank for what the server can do)."""
+    """A local server (``hindsight_core.local``): the demo knows what it can do and sets up new banks."""
     mock_llm: bool = False
     """The local server has no real LLM."""
     embeddings_url: str | None = None
     """The local server's loopback embeddings endpoint, if it has one."""
+
+
+def _known_local(url: str) -> Server:
+    """``url`` as a Server: a local one if a ``hindsight-local`` run on this machine answers there."""
+    from hindsight_core.local import load_state
+    from hindsight_core.local.runs import run_names
+
+    for name in run_names():
+        state = load_state(name)
+        if state is not None and state.url == url:
+            port = state.embeddings_port
+            return Server(
+                url,
+                local=True,
+                mock_llm=state.llm in (None, "mock"),
+                embeddings_url=f"http://127.0.0.1:{port}/v1" if port else None,
+            )
+    return Server(url, local=False)
 
 
 @contextlib.contextmanager
@@ -81,7 +99,10 @@ def hindsight_server(progress: Callable[[str], None], provider: str | None) -> I
     """``HINDSIGHT_API_URL``, or a local server started for the demo (stopped on exit)."""
     configured = os.environ.get("HINDSIGHT_API_URL")
     if configured:
-        yield Server(configured.rstrip("/"), local=False)
+        known = _known_local(configured.rstrip("/"))
+        if known.local:
+            _say(f"Using the local Hindsight server at {known.url} (HINDSIGHT_API_URL).\n")
+        yield known
         return
     from hindsight_core.local import LocalHindsightServer
 
@@ -173,6 +194,7 @@ def run_chat(model: str, reporter: Reporter) -> int:
 
 
 def _configure_bank(server: Server, bank: str) -> None:
+    """Set up a new demo bank on a local server for what that server can do."""
     if not server.local:
         return  # someone else's server: its banks are configured as its owner wants
     from hindsight_core import HindsightClient
@@ -216,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
 
                 embed = http_embed(server.embeddings_url) if server.embeddings_url else None
                 register(embed)
-            _configure_bank(server, bank)
+            if args.bank is None:  # a bank the user named is theirs: never reconfigured
+                _configure_bank(server, bank)
             hl.configure(
                 hindsight_api_url=server.url,
                 bank_id=bank,
