@@ -80,7 +80,7 @@ def test_an_injected_block_is_never_answered_with_nothing() -> None:
     assert "nothing in memory" in answer(_messages("What is my job?"))  # no block: honest
     only_questions = answer(_messages("What is my job?", "What instrument does my sister play?"))
     assert "nothing in memory" not in only_questions
-    assert "only earlier questions" in only_questions
+    assert "nothing you told me that I can quote" in only_questions
 
 
 def test_shared_words_rank_when_no_embeddings_are_known() -> None:

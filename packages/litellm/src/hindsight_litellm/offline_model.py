@@ -155,7 +155,7 @@ def answer(messages: list[dict[str, Any]], embed: Embed | None = None) -> str:
         return f"I have nothing in memory about that yet. {LABEL}"
     chosen = choose(question, memories_in(block), embed)
     if not chosen:
-        return f"The memories recalled for this hold nothing you told me, only earlier questions. {LABEL}"
+        return f"The memories recalled for this hold nothing you told me that I can quote. {LABEL}"
     quoted = " ".join(f'"{choice.memory}"' for choice in chosen)
     return f"From memory, you told me: {quoted} {LABEL}"
 
