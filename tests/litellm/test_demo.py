@@ -61,16 +61,7 @@ def _lines(output: str, label: str) -> list[str]:
 
 
 def test_demo_story_starts_its_own_server_and_shows_memory_across_sessions() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "hindsight_litellm.demo"],
-        env=demo_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
+    output = _run_demo(env=demo_env())
     assert "starting a local Hindsight server" in output
     assert "OFFLINE DEMO MODEL" in output
     assert "SESSION 2" in output
@@ -104,17 +95,9 @@ def test_demo_story_starts_its_own_server_and_shows_memory_across_sessions() -> 
 def test_demo_interactive_chat_remembers_across_conversations(hindsight_server: str, bank_id: str) -> None:
     seed_bank(hindsight_server, bank_id)
     script = "My favourite animal is the otter.\n/new\nWhat is my favourite animal?\n/memory\n/quit\n"
-    result = subprocess.run(
-        [sys.executable, "-m", "hindsight_litellm.demo", "--interactive", "--bank", bank_id],
-        env=demo_env(HINDSIGHT_API_URL=hindsight_server),
-        input=script,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    output = _run_demo(
+        "--interactive", "--bank", bank_id, env=demo_env(HINDSIGHT_API_URL=hindsight_server), script=script
     )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
     assert "starting a local" not in output
     after_new = output.split("(new conversation:", 1)[1]
     assert "otter" in after_new.split("you>", 2)[1]  # the answer in the new conversation

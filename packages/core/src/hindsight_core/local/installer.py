@@ -314,8 +314,12 @@ def _install_embedder(
             uv = find_uv()
             python = str(server.python)
             # Pin what the server already has, so adding the model can never change the server's packages.
-            frozen = _capture(
-                log, fail, [*uv, "pip", "freeze", "--python", python], "listing the server's packages"
+            frozen = _run(
+                log,
+                fail,
+                [*uv, "pip", "freeze", "--python", python],
+                "listing the server's packages",
+                capture=True,
             )
             constraints = server.venv / ".hindsight-local-constraints.txt"
             constraints.write_text(frozen, encoding="utf-8")
@@ -342,41 +346,25 @@ class _EmbedderInstallFailed(Exception):
     pass
 
 
-def _capture(log: IO[str], fail: Callable[[str], NoReturn], command: list[str], what: str) -> str:
+def _run(
+    log: IO[str], fail: Callable[[str], NoReturn], command: list[str], what: str, *, capture: bool = False
+) -> str:
+    """Run ``command``, output to ``log`` (stdout returned instead, with ``capture``); ``fail`` unless 0."""
     log.write(f"$ {shlex.join(command)}\n")
     log.flush()
     try:
         result = subprocess.run(  # noqa: S603
             command,
-            capture_output=True,
-            text=True,
+            stdout=subprocess.PIPE if capture else log,
+            stderr=log if capture else subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=_uv_env(),
             timeout=_INSTALL_TIMEOUT,
             check=False,
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        fail(f"{what} failed: {exc}")
-    log.write(result.stderr)
-    if result.returncode != 0:
-        fail(f"{what} failed: `{shlex.join(command)}` exited with code {result.returncode}")
-    return result.stdout
-
-
-def _run(log: IO[str], fail: Callable[[str], NoReturn], command: list[str], what: str) -> None:
-    log.write(f"$ {shlex.join(command)}\n")
-    log.flush()
-    try:
-        result = subprocess.run(  # noqa: S603
-            command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=_uv_env(),
-            timeout=_INSTALL_TIMEOUT,
-            check=False,
+            text=capture,
         )
     except (OSError, subprocess.SubprocessError) as exc:
         fail(f"{what} failed: {exc}")
     if result.returncode != 0:
         fail(f"{what} failed: `{shlex.join(command)}` exited with code {result.returncode}")
+    return str(result.stdout) if capture else ""
