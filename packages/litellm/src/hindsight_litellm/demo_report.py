@@ -8,7 +8,7 @@ replies are acknowledgements and quotes, nothing worth remembering.
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from hindsight_core import InjectionDebugInfo
@@ -31,8 +31,13 @@ def _quoted(text: str, limit: int = 90) -> str:
     return f'"{_short(text, limit)}"'
 
 
+def _field(result: Any, name: str) -> Any:
+    """A field of a recall result in the debug record (a model or a plain mapping)."""
+    return result.get(name) if isinstance(result, Mapping) else getattr(result, name, None)
+
+
 def _score(result: Any) -> str:
-    scores = result.scores or {}
+    scores = _field(result, "scores") or {}
     semantic = scores.get("semantic")
     return f" (similarity {semantic:.2f})" if isinstance(semantic, float) else ""
 
@@ -101,7 +106,7 @@ class Reporter:
             f"{debug.memories_used} injected ({debug.tokens_injected} tokens), best first:",
         )
         for index, result in enumerate(results[:_SHOWN], 1):
-            self._say(f"{'':12}{index}. {_short(result.text, 70)}{_score(result)}")
+            self._say(f"{'':12}{index}. {_short(str(_field(result, 'text')), 70)}{_score(result)}")
         if len(results) > _SHOWN:
             self._say(f"{'':12}... and {len(results) - _SHOWN} more")
         if show_block:
