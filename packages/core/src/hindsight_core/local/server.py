@@ -22,11 +22,9 @@ import atexit
 import contextlib
 import logging
 import os
-import re
 import secrets
 import shlex
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -40,6 +38,7 @@ from hindsight_core.local import embeddings
 from hindsight_core.local._process import free_port
 from hindsight_core.local.api_env import api_environment
 from hindsight_core.local.database import append_log, database_url, prepare_pg0
+from hindsight_core.local.endpoint import endpoint_command, wait_ready
 from hindsight_core.local.errors import LocalServerError, Step
 from hindsight_core.local.installer import ServerInstall, default_home, provision
 from hindsight_core.local.models import ServerModels, resolve_models
@@ -74,9 +73,6 @@ ApiLogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 
 _log = logging.getLogger(__name__)
 
-_EMBEDDINGS_READY = re.compile(
-    rb"listening on http://127\.0\.0\.1:(\d+) model=(\S+) dimensions=(\d+) min_similarity=(\S+)"
-)
 _EMBEDDINGS_TIMEOUT = 60.0
 _DOTENV_GUARD = (
     "# Empty on purpose: hindsight-api loads the nearest .env at or above its working directory,\n"
@@ -322,13 +318,7 @@ class LocalHindsightServer:
             return
         log_path = self.run_dir / "embeddings.log"
         with _step("embeddings", log_path):
-            script = str(Path(embeddings.__file__).resolve())
-            # The model lives in the server's environment; without it, this interpreter serves hashed
-            # vectors (the script is standard library only apart from the model).
-            python = str(install.python) if install.embedder else sys.executable
-            # -I: isolated (no PYTHON* variables, no script directory on sys.path).
-            command = [python, "-I", script, "--port", "0"]
-            command += ["--model", "hashed" if models.embeddings == "hashed" else "auto"]
+            command = endpoint_command(install, hashed=models.embeddings == "hashed")
             state.embeddings_pid = self._spawn("embeddings", command, log_path, os.environ)
             state.save()
 
@@ -338,31 +328,12 @@ class LocalHindsightServer:
             return
         log_path = self.run_dir / "embeddings.log"
         with _step("embeddings", log_path):
-            deadline = time.monotonic() + _EMBEDDINGS_TIMEOUT
-            while True:
-                match = _EMBEDDINGS_READY.search(log_path.read_bytes())
-                if match:
-                    break
-                code = process.poll()
-                if code is not None:
-                    raise LocalServerError(
-                        "embeddings", f"the embeddings process exited with code {code}", log_path
-                    )
-                if time.monotonic() >= deadline:
-                    raise LocalServerError(
-                        "embeddings",
-                        f"the embeddings process did not report its port in {_EMBEDDINGS_TIMEOUT:g} s",
-                        log_path,
-                    )
-                time.sleep(0.05)
-        state.embeddings_port = int(match.group(1))
-        state.embeddings_model = match.group(2).decode()
-        state.embeddings_dimensions = int(match.group(3))
-        threshold = match.group(4).decode()
-        state.semantic_min_similarity = None if threshold == "default" else float(threshold)
+            ready = wait_ready(process, log_path, _EMBEDDINGS_TIMEOUT)
+        state.embeddings_port, state.embeddings_model = ready.port, ready.model
+        state.embeddings_dimensions, state.semantic_min_similarity = ready.dimensions, ready.min_similarity
         state.save()
         self._progress(f"models: {self._models.describe()}")
-        if state.embeddings_model == embeddings.HASHED_MODEL and self._models.embeddings != "hashed":
+        if ready.model == embeddings.HASHED_MODEL and self._models.embeddings != "hashed":
             why = install.embedder_error or (None if install.embedder else "not installed")
             self._progress(
                 "embeddings: the local embedding model is not available"
@@ -371,7 +342,7 @@ class LocalHindsightServer:
                 f"(see {log_path})"
             )
         else:
-            self._progress(f"embeddings: {state.embeddings_model} ({state.embeddings_dimensions} dimensions)")
+            self._progress(f"embeddings: {ready.model} ({ready.dimensions} dimensions)")
 
     def _api_env(self, state: RunState, database_url: str) -> dict[str, str]:
         assert state.api_port is not None
