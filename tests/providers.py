@@ -16,11 +16,15 @@ import os
 # have no internet. This must run before litellm is imported anywhere.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
+import base64
 import contextlib
+import hashlib
 import itertools
 import json
+import math
 import re
 import socket
+import struct
 import sys
 import threading
 import time
@@ -491,15 +495,19 @@ class _ToolCall:
 
 
 class FakeOpenAI(FakeProviderServer):
-    """A fake of ``POST /v1/chat/completions`` (also ``/chat/completions``).
+    """A fake of ``POST /v1/chat/completions`` (also ``/chat/completions``) and ``POST /v1/embeddings``.
 
     ``reply`` (None: echo) is a string, ``{"content": str | None, "tool_calls": [{"id", "name",
     "arguments"}]}`` (``arguments`` a JSON string or a mapping; ``id`` generated if omitted), or a callable
-    from the request JSON to one of those.
+    from the request JSON to one of those. Embeddings are deterministic unit vectors derived from each
+    text's hash, of the request's ``dimensions`` or else ``embedding_dimensions`` (1536, as
+    ``text-embedding-3-small``), encoded as ``float`` or ``base64``.
     """
 
     provider = "openai"
     paths: ClassVar[frozenset[str]] = frozenset({"/v1/chat/completions", "/chat/completions"})
+    embeddings_paths: ClassVar[frozenset[str]] = frozenset({"/v1/embeddings", "/embeddings"})
+    embedding_dimensions: ClassVar[int] = 1536
 
     @property
     def base_url(self) -> str:
@@ -526,8 +534,42 @@ class FakeOpenAI(FakeProviderServer):
         kind, code = kinds.get(status, ("server_error" if status >= 500 else "invalid_request_error", None))
         return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
+    def _embeddings(self, request: RecordedRequest) -> _Response:
+        body = request.json
+        texts = body.get("input") if isinstance(body, dict) else None
+        if isinstance(texts, str):
+            texts = [texts]
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            return self._json(400, self._error_body(400, "'input' must be a string or an array of strings"))
+        failure = self._before_answer()
+        if failure is not None:
+            return failure
+        dimensions = body.get("dimensions")
+        if not isinstance(dimensions, int) or dimensions <= 0:
+            dimensions = self.embedding_dimensions
+        data = []
+        for index, text in enumerate(texts):
+            raw = [byte - 127.5 for byte in hashlib.shake_256(text.encode()).digest(dimensions)]
+            norm = math.sqrt(sum(v * v for v in raw)) or 1.0
+            vector = [v / norm for v in raw]
+            encoded: Any = vector
+            if body.get("encoding_format") == "base64":
+                encoded = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+            data.append({"object": "embedding", "index": index, "embedding": encoded})
+        tokens = sum(len(t.split()) for t in texts)
+        return self._json(
+            200,
+            {
+                "object": "list",
+                "data": data,
+                "model": body.get("model"),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            },
+        )
+
     def _route(self, request: RecordedRequest) -> _Response:
-        if request.path not in self.paths:
+        known = request.path in self.paths or request.path in self.embeddings_paths
+        if not known:
             return self._json(
                 404, self._error_body(404, f"fake openai: no route {request.method} {request.path}")
             )
@@ -538,6 +580,8 @@ class FakeOpenAI(FakeProviderServer):
         body = request.json
         if not isinstance(body, dict):
             return self._json(400, self._error_body(400, "the body must be a JSON object"))
+        if request.path in self.embeddings_paths:
+            return self._embeddings(request)
         if not isinstance(body.get("model"), str) or not isinstance(body.get("messages"), list):
             return self._json(
                 400, self._error_body(400, "'model' (string) and 'messages' (array) are required")

@@ -305,6 +305,10 @@ def test_cli_start_status_stop_round_trip() -> None:
         assert report["healthy"] is True
         assert report["url"] == url
         assert report["owner_pid"] is None  # detached: it outlived the `start` command
+        assert report["llm"] == "mock"
+        assert report["embeddings_model"] == "wordllama-l2-supercat-256"  # the model, not the fallback
+        assert report["semantic_min_similarity"] == 0.05
+        assert "embeddings: wordllama-l2-supercat-256 (256 dimensions)" in started.stderr
         pids = [report["api_pid"], report["embeddings_pid"], report["postgres_pid"]]
         assert all(isinstance(pid, int) and pid_alive(pid) for pid in pids)
 

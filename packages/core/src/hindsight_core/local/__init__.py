@@ -6,6 +6,7 @@ the loopback embeddings endpoint the server uses is :mod:`hindsight_core.local.e
 
 from hindsight_core.local.errors import LocalServerError, Step
 from hindsight_core.local.installer import (
+    EMBEDDER_REQUIREMENT,
     SERVER_REQUIREMENT,
     SERVER_VERSION,
     ServerInstall,
@@ -13,6 +14,7 @@ from hindsight_core.local.installer import (
     installed,
     provision,
 )
+from hindsight_core.local.models import ServerModels, resolve_models
 from hindsight_core.local.server import (
     DEFAULT_STARTUP_TIMEOUT,
     LocalHindsightServer,
@@ -26,12 +28,14 @@ from hindsight_core.local.server import (
 
 __all__ = [
     "DEFAULT_STARTUP_TIMEOUT",
+    "EMBEDDER_REQUIREMENT",
     "SERVER_REQUIREMENT",
     "SERVER_VERSION",
     "LocalHindsightServer",
     "LocalServerError",
     "RunState",
     "ServerInstall",
+    "ServerModels",
     "Step",
     "check_health",
     "cleanup_stale_runs",
@@ -40,5 +44,6 @@ __all__ = [
     "load_state",
     "local_server",
     "provision",
+    "resolve_models",
     "stop_run",
 ]

@@ -1,6 +1,7 @@
 """``hindsight-local``: start, stop and inspect a real Hindsight server on loopback.
 
     hindsight-local start       # prints the URL as the last line of stdout; the server keeps running
+    hindsight-local start --provider openai   # a real LLM and OpenAI's embeddings (needs OPENAI_API_KEY)
     hindsight-local status      # exit code 0 if it is healthy, 1 if not
     hindsight-local stop
     hindsight-local provision   # install the server only
@@ -20,6 +21,7 @@ from typing import get_args
 from hindsight_core.local._process import file_lock
 from hindsight_core.local.errors import LocalServerError
 from hindsight_core.local.installer import HOME_ENV, default_home, provision
+from hindsight_core.local.models import EMBEDDINGS_ENV, PROVIDER_ENV, Embeddings, Provider
 from hindsight_core.local.server import (
     DEFAULT_STARTUP_TIMEOUT,
     ApiLogLevel,
@@ -51,14 +53,6 @@ def _start(home: Path, args: argparse.Namespace) -> int:
         timeout=args.timeout + 1800,
         on_wait=lambda: _say(f"waiting for another `hindsight-local` command on {name!r}"),
     ):
-        state = load_state(name, home)
-        if state is not None and state.url is not None and check_health(state.url, timeout=5.0):
-            _say(f"already running (logs: {state.run_dir})")
-            print(state.url, flush=True)
-            return 0
-        if state is not None:
-            _say(f"a previous run {name!r} is not healthy: stopping what is left of it")
-            stop_run(state)
         server = LocalHindsightServer(
             home=home,
             name=name,
@@ -66,7 +60,27 @@ def _start(home: Path, args: argparse.Namespace) -> int:
             api_log_level=args.log_level,
             detached=True,
             on_progress=_say,
+            provider=args.provider,
+            embeddings=args.embeddings,
         )
+        state = load_state(name, home)
+        if state is not None and state.url is not None and check_health(state.url, timeout=5.0):
+            wanted = server.models
+            if state.llm is not None and state.llm != wanted.llm:
+                _say(
+                    f"instance {name!r} is already running with LLM {state.llm}, not {wanted.llm}: "
+                    f"stop it first (`hindsight-local stop --name {name}`) or use another --name"
+                )
+                return 1
+            _say(
+                f"already running (LLM {state.llm}, embeddings {state.embeddings_model}; "
+                f"logs: {state.run_dir})"
+            )
+            print(state.url, flush=True)
+            return 0
+        if state is not None:
+            _say(f"a previous run {name!r} is not healthy: stopping what is left of it")
+            stop_run(state)
         try:
             url = server.start()
         except LocalServerError as exc:
@@ -108,7 +122,11 @@ def _status(home: Path, args: argparse.Namespace) -> int:
         health = "healthy" if healthy else "NOT healthy"
         print(f"{args.name}: {health} at {state.url or '(never became healthy)'}")
         print(f"  api pid {state.api_pid} port {state.api_port}")
-        print(f"  embeddings pid {state.embeddings_pid} port {state.embeddings_port}")
+        print(f"  LLM {state.llm}")
+        print(
+            f"  embeddings {state.embeddings_model} ({state.embeddings_dimensions} dimensions)"
+            f" pid {state.embeddings_pid} port {state.embeddings_port}"
+        )
         print(f"  postgres pid {state.postgres_pid} port {state.database_port} (pg0 {state.pg0_instance})")
         print(f"  logs: {state.run_dir}")
     return 0 if healthy else 1
@@ -117,11 +135,12 @@ def _status(home: Path, args: argparse.Namespace) -> int:
 def _provision(home: Path, args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
-        install = provision(home, on_progress=_say)
+        install = provision(home, on_progress=_say, retry_embedder=True)
     except LocalServerError as exc:
         _say(exc.details(40))
         return 1
-    _say(f"ready in {time.monotonic() - started:.1f} s")
+    model = install.embedder or f"none ({install.embedder_error}): hashed vectors"
+    _say(f"ready in {time.monotonic() - started:.1f} s; embedding model: {model}")
     print(install.venv)
     return 0
 
@@ -148,6 +167,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     start.add_argument(
         "--log-level", choices=get_args(ApiLogLevel), default="warning", help="the API's log level"
+    )
+    start.add_argument(
+        "--provider",
+        choices=get_args(Provider),
+        default=None,
+        help=f"the server's LLM: mock (offline, the default) or a real provider whose key is in the "
+        f"environment (OPENAI_API_KEY, ANTHROPIC_API_KEY); default ${PROVIDER_ENV}",
+    )
+    start.add_argument(
+        "--embeddings",
+        choices=get_args(Embeddings),
+        default=None,
+        help=f"model: the local embedding model (default offline); hashed: bag-of-words vectors; "
+        f"provider: the provider's embeddings (default with openai); default ${EMBEDDINGS_ENV}",
     )
     start.set_defaults(handler=_start)
     stop = commands.add_parser("stop", help="stop a server started with `start`")

