@@ -42,8 +42,8 @@ class InjectionDebugInfo:
     reflect_facts: list[dict[str, Any]] | None = None
     """The facts reflect used, as dicts (``text``, ``type``, ``context``, ``id``), as 0.5.4 gave them."""
     recall_results: list[dict[str, Any]] | None = None
-    """The recalled memories, best first, as dicts (``text``, ``type``, ``context``, ``id``), as 0.5.4 gave
-    them."""
+    """The recalled memories, best first, as dicts (``text``, ``type``, ``context``, ``id``, and the server's
+    relevance ``scores``), as 0.5.4 gave them."""
     results_count: int = 0
     """As in 0.5.4: the memories injected (recall), or 1 when a reflect answer was injected."""
     injected: bool = False

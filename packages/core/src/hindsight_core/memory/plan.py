@@ -104,7 +104,8 @@ def apply_response(plan: Plan, response: Response | None, started: float) -> Mem
     elif isinstance(response, RecallResponse):
         record.mode = "recall"  # also when reflect fell back to recall
         record.recall_results = [
-            {"text": r.text, "type": r.type, "context": r.context, "id": r.id} for r in response.results
+            {"text": r.text, "type": r.type, "context": r.context, "id": r.id, "scores": r.scores}
+            for r in response.results
         ]
         record.memories_found = len(response.results)
         rendered = render_recall(
