@@ -185,6 +185,26 @@ def module_constants(ctx: Context) -> Observation:
 
 
 @scenario
+def module_names(ctx: Context) -> Observation:
+    """Names applications import from the package's modules (0.5.4's module layout)."""
+    import importlib
+
+    wanted = {
+        "config": """HindsightCallSettings HindsightConfig HindsightDefaults MemoryInjectionMode configure
+            get_config get_defaults is_configured reset_config set_bank_mission set_defaults""".split(),
+        "wrappers": """HindsightAnthropic HindsightOpenAI RecallDebugInfo RecallResponse RecallResult
+            ReflectDebugInfo ReflectResult RetainDebugInfo RetainResult arecall areflect aretain
+            get_pending_retain_errors recall reflect retain wrap_anthropic wrap_openai""".split(),
+        "callbacks": "HindsightCallback HindsightError cleanup_callback get_callback".split(),
+    }
+    found = {}
+    for module, names_wanted in wanted.items():
+        loaded = importlib.import_module(f"hindsight_litellm.{module}")
+        found[module] = {name: hasattr(loaded, name) for name in names_wanted}
+    return found
+
+
+@scenario
 def public_names(ctx: Context) -> Observation:
     return {"__all__": names(hl.__all__), "resolvable": all(hasattr(hl, name) for name in hl.__all__)}
 

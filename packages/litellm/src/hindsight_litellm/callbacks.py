@@ -20,12 +20,13 @@ from typing import Any
 
 from litellm.integrations.custom_logger import CustomLogger
 
+from hindsight_core import HindsightError
 from hindsight_core.settings import MemorySettings
 
 from ._messages import openai_reply, to_message_dicts
 from .config import LAYERS, PIPELINE
 
-__all__ = ["HindsightCallback", "cleanup_callback", "get_callback", "memory_call_id"]
+__all__ = ["HindsightCallback", "HindsightError", "cleanup_callback", "get_callback", "memory_call_id"]
 
 _MAX_MEMORY_CALLS = 10_000
 _memory_calls: OrderedDict[str, None] = OrderedDict()

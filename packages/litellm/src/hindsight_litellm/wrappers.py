@@ -20,9 +20,38 @@ from ._calls import acall_with_memory, call_with_memory
 from ._messages import anthropic_reply, openai_reply, to_message_dicts
 from ._streams import AnthropicCollector, Collector, OpenAICollector
 from .config import DEFAULT_BANK_ID, LAYERS, PIPELINE, HindsightDefaults
-from .integration import pop_hindsight_options
+from .integration import get_pending_retain_errors, pop_hindsight_options
+from .memory_api import arecall, areflect, aretain, recall, reflect, retain
+from .results import (
+    RecallDebugInfo,
+    RecallResponse,
+    RecallResult,
+    ReflectDebugInfo,
+    ReflectResult,
+    RetainDebugInfo,
+    RetainResult,
+)
 
-__all__ = ["HindsightAnthropic", "HindsightOpenAI", "wrap_anthropic", "wrap_openai"]
+__all__ = [  # the result types and direct APIs too: hindsight-litellm 0.5.4 defined them here
+    "HindsightAnthropic",
+    "HindsightOpenAI",
+    "RecallDebugInfo",
+    "RecallResponse",
+    "RecallResult",
+    "ReflectDebugInfo",
+    "ReflectResult",
+    "RetainDebugInfo",
+    "RetainResult",
+    "arecall",
+    "areflect",
+    "aretain",
+    "get_pending_retain_errors",
+    "recall",
+    "reflect",
+    "retain",
+    "wrap_anthropic",
+    "wrap_openai",
+]
 
 
 class _Passthrough:
