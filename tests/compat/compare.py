@@ -12,6 +12,7 @@ Usage: ``uv run python -m tests.compat.compare [--server URL]`` (starts a local 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import fnmatch
 import json
 import subprocess
@@ -199,9 +200,11 @@ def run_comparison(server: str, dead: str) -> Report:
     peer_bank, our_bank = (f"compat-{who}-{uuid.uuid4().hex[:8]}" for who in ("peer", "ours"))
     for bank in (peer_bank, our_bank):
         seed_bank(server, bank, FACTS)
-    peer = observe(peer_python(), server, peer_bank, dead)
-    ours = observe(sys.executable, server, our_bank, dead)
-    return compare(peer, ours)
+    python = peer_python()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:  # two processes, side by side
+        peer = pool.submit(observe, python, server, peer_bank, dead)
+        ours = pool.submit(observe, sys.executable, server, our_bank, dead)
+        return compare(peer.result(), ours.result())
 
 
 def main() -> None:

@@ -718,25 +718,6 @@ def retain_result_shape(ctx: Context) -> Observation:
 
 
 @scenario
-def retain_when_the_server_is_down(ctx: Context) -> Observation:
-    hl.configure(hindsight_api_url=ctx.dead, bank_id="bank-a")
-    background = attempt(lambda: hl.retain("lost?").success)
-    synchronous = attempt(lambda: hl.retain("lost?", sync=True).success)
-    errors: list[Any] = []
-    deadline = time.monotonic() + 8
-    while time.monotonic() < deadline and not errors:
-        time.sleep(0.2)
-        errors = hl.get_pending_retain_errors()
-    return {
-        "background": background,
-        "sync_raises": "raises" in synchronous,
-        "errors_reported": bool(errors),
-        "errors_are_exceptions": all(isinstance(e, Exception) for e in errors),
-        "cleared_once_returned": errors != [] and hl.get_pending_retain_errors() == [],
-    }
-
-
-@scenario
 def completion_unconfigured(ctx: Context) -> Observation:
     result = attempt(lambda: type(hl.completion(**ctx.call())).__name__)
     sent = ctx.sent()
@@ -958,6 +939,25 @@ def callback_helpers(ctx: Context) -> Observation:
     return {"is_callback": isinstance(callback, hl.HindsightCallback), "shared": same}
 
 
+@scenario  # last: ours keeps retrying the turn, and every cleanup() after it waits for storage
+def retain_when_the_server_is_down(ctx: Context) -> Observation:
+    hl.configure(hindsight_api_url=ctx.dead, bank_id="bank-a")
+    background = attempt(lambda: hl.retain("lost?").success)
+    synchronous = attempt(lambda: hl.retain("lost?", sync=True).success)
+    errors: list[Any] = []
+    deadline = time.monotonic() + 8
+    while time.monotonic() < deadline and not errors:
+        time.sleep(0.2)
+        errors = hl.get_pending_retain_errors()
+    return {
+        "background": background,
+        "sync_raises": "raises" in synchronous,
+        "errors_reported": bool(errors),
+        "errors_are_exceptions": all(isinstance(e, Exception) for e in errors),
+        "cleared_once_returned": errors != [] and hl.get_pending_retain_errors() == [],
+    }
+
+
 # -------------------------------------------------------------------------------------------------- running
 
 
@@ -1012,6 +1012,7 @@ def main() -> None:
             if args.only and name not in args.only:
                 continue
             with clean_environment():
+                began = time.monotonic()
                 try:
                     observations[name] = function(ctx)
                 except Exception as exc:
@@ -1020,6 +1021,9 @@ def main() -> None:
                 finally:
                     provider.clear()
                     reset()
+                    took = time.monotonic() - began
+                    if took > 2:
+                        print(f"scenario {name} took {took:.1f} s", file=sys.stderr)
     text = json.dumps(observations, indent=1, sort_keys=True)
     for name, value in (
         ("<seeded bank>", args.seeded),
