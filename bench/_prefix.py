@@ -10,10 +10,13 @@ of the first message that differs.
 
 For turns 2..N of a conversation::
 
-    share(t) = common token prefix(prompt(t), prompt(t-1)) / tokens of the application's own prompt at t
+    share(t) = own tokens in the common token prefix of prompt(t) and prompt(t-1) / own tokens of prompt(t)
 
-where the application's own prompt is the same turn without memory (the memory block is new every turn and
-is not counted); ``share`` is the mean over the turns. Without memory it is the ceiling.
+where the *own* tokens are those of the application's own prompt, the same turn without memory: the memory
+block is new every turn and is counted in neither (when the shared prefix runs into the block, its fixed
+opening lines are cached too, but they are not the application's prompt). ``share`` is the mean over the
+turns. Without memory it is the ceiling. The block is located by comparing prompt(t) with the own prompt:
+it starts where they first differ and is as long as the difference of their lengths.
 """
 
 from __future__ import annotations
@@ -93,6 +96,14 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
+def _own_in_prefix(prompt: Sequence[int], own: Sequence[int], prefix: int) -> int:
+    """How many of the application's own tokens are in the first ``prefix`` tokens of ``prompt`` (its own
+    prompt ``own`` with a memory block inserted in one place)."""
+    start = common_prefix(prompt, own)
+    length = len(prompt) - len(own)
+    return min(prefix, start) + max(0, prefix - start - length)
+
+
 def conversation_shares(
     prompts: Sequence[Sequence[int]], own: Sequence[Sequence[int]], horizons: Sequence[int]
 ) -> dict[str, Any]:
@@ -103,17 +114,19 @@ def conversation_shares(
     if len(prompts) != len(own):
         raise ValueError(f"{len(prompts)} prompts but {len(own)} own prompts")
     shared = [0] + [common_prefix(prompts[t], prompts[t - 1]) for t in range(1, len(prompts))]
+    covered = [_own_in_prefix(prompts[t], own[t], shared[t]) for t in range(len(prompts))]
     per_turn = {
         "prompt": [len(p) for p in prompts],
         "own": [len(o) for o in own],
         "shared": shared,
+        "shared_own": covered,
     }
     result: dict[str, Any] = {"per_turn": per_turn, "share": {}, "uncached": {}, "memory_tokens": {}}
     for n in horizons:
         if n < 2 or n > len(prompts):
             continue
         turns = range(1, n)
-        result["share"][str(n)] = sum(shared[t] / len(own[t]) for t in turns) / len(turns)
+        result["share"][str(n)] = sum(covered[t] / len(own[t]) for t in turns) / len(turns)
         # Input tokens the cache cannot serve, summed over turns 2..n (what the provider bills in full).
         result["uncached"][str(n)] = sum(len(prompts[t]) - shared[t] for t in turns)
         result["memory_tokens"][str(n)] = sum(len(prompts[t]) - len(own[t]) for t in range(n)) / n

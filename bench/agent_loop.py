@@ -32,6 +32,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -381,9 +382,12 @@ def main() -> None:
     args = parser.parse_args()
     if not 1 <= args.messages <= len(QUESTIONS):
         parser.error(f"--messages must be between 1 and {len(QUESTIONS)}")
+    started, load_before = datetime.now(timezone.utc).isoformat(timespec="seconds"), os.getloadavg()[0]
     with server_url(args.server_url) as url:
         result = measure(url, args.messages, args.legacy_venv, args.no_legacy)
     result["machine"] = machine()
+    result["started"] = started
+    result["load"] = {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)}
     for row in result["rows"]:
         print(json.dumps({k: v for k, v in row.items() if k != "legacy"}), file=sys.stderr)
     write_json(args.json, result)

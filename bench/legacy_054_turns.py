@@ -42,11 +42,19 @@ from tests.providers import FakeAnthropic, FakeOpenAI
 MODELS = {"openai": "openai/gpt-4o-mini", "anthropic": "anthropic/claude-3-5-sonnet-20241022"}
 
 
-def _join_storage_threads(timeout: float = 120.0) -> None:
-    """0.5.4 stores on a daemon thread per call: let them finish, so none is cut off at exit."""
+_STORAGE_THREADS = ("_store_conversation", "_retain_background")  # Python names a thread after its target
+
+
+def _join_storage_threads(timeout: float = 600.0) -> int:
+    """0.5.4 stores each call on a daemon thread, which hands the retain to another daemon thread: wait for
+    both kinds, so none is cut off at exit (0.5.4 itself does not wait). Returns how many were still running
+    after ``timeout``."""
     deadline = time.monotonic() + timeout
-    for thread in threading.enumerate():
-        if "_store_conversation" in thread.name:  # Python names a thread after its target
+    while True:
+        threads = [t for t in threading.enumerate() if any(n in t.name for n in _STORAGE_THREADS)]
+        if not threads or time.monotonic() >= deadline:
+            return len(threads)
+        for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
 
 
@@ -128,8 +136,9 @@ def agent(legacy: Any, args: argparse.Namespace) -> dict[str, Any]:
                     result = tool_result(**tool_arguments(index, step))
                     messages.append({"role": "tool", "tool_call_id": call_id, "content": result})
             seconds.append(time.perf_counter() - started)
-    _join_storage_threads()
+    unfinished = _join_storage_threads()
     return {
+        "unfinished_stores": unfinished,
         "model_calls": calls,
         "user_messages": args.messages,
         "seconds_per_message": seconds,

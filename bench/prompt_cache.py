@@ -6,10 +6,11 @@ faster). One conversation (``bench/_conversation.py``: a system prompt, then 20 
 memory block different at every question) runs through each adapter in each mode against the real local
 Hindsight server, and a loopback provider (``tests/providers.py``) records each request. For turns 2..N::
 
-    share = mean over turns of  common token prefix(prompt(t), prompt(t-1)) / the application's own prompt(t)
+    share = mean over turns of  own tokens in the common prefix of prompt(t) and prompt(t-1) / own prompt(t)
 
 (``bench/_prefix.py``: cl100k tokens, the request as the provider reads it; the application's own prompt is
-the same turn without memory, mode ``none``, which is also the ceiling). Each mode is reported with its ratio
+the same turn without memory, mode ``none``, which is also the ceiling; the memory block is counted in
+neither). Each mode is reported with its ratio
 to the ceiling, for 10 and 20 turns and a short (~50-token) and a long (~1,400-token) system prompt.
 
 Also measured: the memory block as a system message of its own just before the latest user message (a
@@ -28,6 +29,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -202,9 +204,12 @@ def main() -> None:
     if not 2 <= args.turns <= 20:
         parser.error("--turns must be between 2 and 20")
     horizons = sorted({h for h in (10, 20) if h <= args.turns} | {args.turns})
+    started, load_before = datetime.now(timezone.utc).isoformat(timespec="seconds"), os.getloadavg()[0]
     with server_url(args.server_url) as url:
         result = measure(url, args.turns, horizons, args.legacy_venv, args.no_legacy)
     result["machine"] = machine()
+    result["started"] = started
+    result["load"] = {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)}
     print_summary(result)
     write_json(args.json, result)
 

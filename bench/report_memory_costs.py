@@ -103,6 +103,16 @@ class _Cache:
         return found
 
 
+def _conditions(result: R) -> str:
+    load = result.get("load") or {}
+    if not load:
+        return ""
+    return (
+        f" Measured {result.get('started', '?')} on the shared {result.get('machine', {}).get('cores', '?')}-core "
+        f"machine, load average (1 min) {load.get('before')} before and {load.get('after')} after."
+    )
+
+
 def _scenario_name(cache: _Cache, system: str, turns: str) -> str:
     tokens = cache.result.get("system_tokens", {}).get(system, "?")
     return (
@@ -163,13 +173,18 @@ def _method(cache: _Cache) -> list[str]:
         "is serialized as the provider reads it (OpenAI: the messages in order; Anthropic: the top-level `system`, then the "
         "messages) and encoded with `cl100k_base`, one end token per message (`bench/_prefix.py`). For turns 2..N:",
         "",
-        "    share = mean over turns of  common token prefix(prompt(t), prompt(t-1)) / the application's own prompt(t)",
+        "    share = mean over turns of  own tokens in the common prefix of prompt(t) and prompt(t-1) / own prompt(t)",
         "",
         "The application's own prompt is the same turn without memory (mode `none`: the adapter with `inject_memories=False`): "
-        "it is the ceiling, and each mode's share is also given as a percentage of it, in parentheses. The share is what the "
+        "the memory block is new every turn and is counted in neither (when the shared prefix runs into the block, its fixed "
+        "opening lines are cached too, but they are not the application's prompt; the uncached totals below count every "
+        "token). Without memory the share is the ceiling, and each mode's share is also given as a percentage of it, in "
+        "parentheses. The share is what the "
         "prompt's structure lets a provider serve from its cache; real caches add thresholds (OpenAI caches automatically "
         "from 1,024 tokens; Anthropic caches up to a `cache_control` breakpoint the application sets, also from about "
-        "1,024 tokens), which apply alike with and without memory.",
+        "1,024 tokens), which apply alike with and without memory."
+        + _conditions(r)
+        + " The shares are token counts, not timings: the load does not change them.",
         "",
     ]
 
@@ -315,7 +330,7 @@ def _findings(cache: _Cache) -> list[str]:
         items.append(
             f"`system_message` keeps as little as **{_pct(low_system[0])}** of the ceiling ({_scenario_name(cache, low_system[1]['system'], low_system[2])}): "
             "the block changes with every question and sits at the end of the system prompt, before the whole history, "
-            "so only the system prompt (and the block's first, fixed lines) can be served from the cache, and the "
+            "so only the system prompt can be served from the cache, and the "
             "uncached part grows with every turn."
         )
     items.append(
@@ -336,12 +351,14 @@ def _findings(cache: _Cache) -> list[str]:
         )
     legacy = cache.row(f"{LEGACY} (OpenAI)", "long", "prepend_user")
     ours = cache.row(LITELLM["openai"], "long", "prepend_user")
-    if legacy is not None and ours is not None:
+    legacy_system = cache.row(f"{LEGACY} (OpenAI)", "long", "system_message")
+    ours_system = cache.row(LITELLM["openai"], "long", "system_message")
+    if legacy is not None and ours is not None and legacy_system is not None and ours_system is not None:
         items.append(
-            "0.5.4's `prepend_user` puts its block before the text of the last user message as ours does and keeps the same "
-            f"share ({_pct(cache.share(legacy, '10'))} at 10 turns with the long system prompt, issue 16 reported 72%); "
-            "its `system_message` keeps a little less than ours: the fixed opening lines of its block are shorter, so fewer "
-            "tokens match from turn to turn before the first memory."
+            "0.5.4's `prepend_user` puts its block before the text of the last user message as ours does, and keeps "
+            f"{_pct(cache.share(legacy, '10'))} at 10 turns with the long system prompt (ours {_pct(cache.share(ours, '10'))}; "
+            "issue 16 reported 72% for it); its `system_message` appends the block to the system prompt as ours does: "
+            f"{_pct(cache.share(legacy_system, '10'))} (ours {_pct(cache.share(ours_system, '10'))})."
         )
     return ["### What the figures say", "", *(f"- {item}" for item in items), ""]
 
@@ -388,7 +405,8 @@ def agent_loop_section(results: R) -> list[str]:
         "server through a pass-through proxy (`tests/reliability/hindsight_faults.py`) that counts the recall requests, the "
         "retain requests and the turns (items) in them; 0.5.4 runs from its own venv (`bench/legacy_054_turns.py`) through "
         "the same proxy. The server's recall round trip, measured in the same run with our client (40 recalls of the "
-        f"benchmark's questions): p50 {recall['p50']:.0f} ms, p95 {recall['p95']:.0f} ms.",
+        f"benchmark's questions): p50 {recall['p50']:.0f} ms, p95 {recall['p95']:.0f} ms."
+        + _conditions(agent),
         "",
     ]
     rows = []
@@ -405,9 +423,9 @@ def agent_loop_section(results: R) -> list[str]:
                 f"**{_num(row['recalls'] / n)}**",
                 f"**{_num(row['turns_stored'] / n)}**"
                 + (
-                    ""
-                    if row.get("handed_to_storage") is None
-                    else f" ({_num(row['handed_to_storage'] / n)} handed to storage)"
+                    f" ({_num(row['handed_to_storage'] / n)} handed to storage)"
+                    if row.get("handed_to_storage") not in (None, row["turns_stored"])
+                    else ""
                 ),
                 f"{row['stored_chars'] / n:,.0f}",
                 f"{_saved(agent, row):.0f} ms",
@@ -448,14 +466,16 @@ def agent_loop_section(results: R) -> list[str]:
     if legacy:
         text = (
             f"0.5.4 made {legacy['model_calls']} model calls; the server received {legacy['retain_requests']} retain "
-            f"requests with {legacy['turns_stored']} items from it (it stores each call's conversation on a thread of its own)."
+            f"requests with {legacy['turns_stored']} items from it (it stores each call's conversation on a daemon thread, which "
+            "hands the retain to another daemon thread; the benchmark waits for both before it exits, 0.5.4 itself does "
+            "not, so a short script loses its last stores)."
         )
         inside = (legacy.get("legacy") or {}).get("recall_ms") or []
         if inside:
             text += (
                 f" Its recalls took p50 {statistics.median(inside):.0f} ms inside its calls (max {max(inside):.0f} ms), "
-                f"against {recall['p50']:.0f} ms for the same server idle: it creates a Hindsight client for each call, and "
-                "the server was processing the conversations it had just stored."
+                f"against {recall['p50']:.0f} ms measured before the loops: the server was processing the conversations "
+                "0.5.4 had just stored (each of its retains holds the whole conversation so far)."
             )
         lines += [text, ""]
     return lines
@@ -494,11 +514,12 @@ def plot(results: R) -> bool:
             x = list(range(2, len(turn["own"]) + 1))
             ax.plot(
                 x,
-                [turn["shared"][t - 1] / turn["own"][t - 1] * 100 for t in x],
+                [turn["shared_own"][t - 1] / turn["own"][t - 1] * 100 for t in x],
                 style,
                 label=label,
                 markersize=4,
             )
+        ax.set_xticks(range(2, pc["turns"] + 1, 2))
         ax.set_xlabel("turn")
         ax.set_ylabel("% of the own prompt served from cache")
         ax.set_ylim(0, 100)
@@ -529,7 +550,7 @@ def plot(results: R) -> bool:
         ax.set_xlim(0, 100)
         ax.set_xlabel("% of the no-memory share")
         ax.set_title(f"Per adapter, {_scenario_name(cache, system, turns)}")
-        ax.legend(fontsize=8, loc="lower left")
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3)
     if agent and agent.get("rows"):
         ax = axes[2]
         rows = [r for r in agent["rows"] if "error" not in r]
