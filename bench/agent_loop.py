@@ -36,8 +36,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bench._common import ROOT, machine, seed_tagged, server_url, summary, wait_idle, write_json
+from bench._common import machine, seed_tagged, server_url, summary, wait_idle, write_json
 from bench._conversation import AGENT_STEPS, ANSWERS, FACTS, QUESTIONS, tool_arguments, tool_result
+from bench.legacy_054_turns import run_in_peer_venv
 from hindsight_core import HindsightClient
 from hindsight_core.storage import default_worker
 from tests.providers import FakeOpenAI
@@ -274,22 +275,8 @@ def _retains(proxy: HindsightFaults, since: int) -> tuple[int, int, int]:
 
 
 def _legacy(ctx: Context, count: int, venv: Path | None) -> tuple[int, list[float], dict[str, Any]]:
-    from tests.compat.peer import peer_python
-
-    python = peer_python(venv)
-    command = [str(python), "bench/legacy_054_turns.py", "agent", "--server-url", ctx.url, "--bank", ctx.bank]
-    done = subprocess.run(
-        [*command, "--messages", str(count)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        check=False,
-        timeout=900,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"bench/legacy_054_turns.py failed: {done.stderr[-2000:]}")
-    result: dict[str, Any] = json.loads(done.stdout)
+    arguments = ["agent", "--server-url", ctx.url, "--bank", ctx.bank, "--messages", str(count)]
+    result = run_in_peer_venv(arguments, venv, timeout=900)
     return result.pop("model_calls"), result.pop("seconds_per_message"), result
 
 

@@ -24,8 +24,10 @@ import argparse
 import importlib
 import importlib.metadata
 import json
+import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from bench._conversation import (
@@ -40,6 +42,28 @@ from bench._conversation import (
 from tests.providers import FakeAnthropic, FakeOpenAI
 
 MODELS = {"openai": "openai/gpt-4o-mini", "anthropic": "anthropic/claude-3-5-sonnet-20241022"}
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_in_peer_venv(arguments: list[str], venv: Path | None = None, timeout: float = 1800) -> dict[str, Any]:
+    """Run this script with ``arguments`` in the 0.5.4 venv (made on first use by ``tests/compat/peer.py``)
+    and return its JSON output. Called from the workspace venv by ``bench/prompt_cache.py`` and
+    ``bench/agent_loop.py``."""
+    from tests.compat.peer import peer_python
+
+    done = subprocess.run(
+        [str(peer_python(venv)), str(Path(__file__).relative_to(ROOT)), *arguments],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
+        timeout=timeout,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"bench/legacy_054_turns.py failed: {done.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
 
 
 _STORAGE_THREADS = ("_store_conversation", "_retain_background")  # Python names a thread after its target

@@ -34,14 +34,16 @@ from pathlib import Path
 from typing import Any
 
 from bench._cache_runners import RUNNERS, Context, separate_system
-from bench._common import ROOT, machine, seed_tagged, server_url, wait_idle, write_json
+from bench._common import machine, seed_tagged, server_url, wait_idle, write_json
 from bench._conversation import FACTS, SYSTEMS
 from bench._prefix import conversation_shares, prompt_tokens
+from bench.legacy_054_turns import run_in_peer_venv
 from hindsight_core.pipeline import MEMORY_OPEN, count_tokens
 from tests.providers import FakeAnthropic, FakeOpenAI
 
 __all__ = ["SEPARATE", "main"]
 
+R = dict[str, Any]
 SEPARATE = "separate system message before the latest user message"
 LEGACY = "hindsight-litellm 0.5.4"
 LEGACY_BLOCK = "# Relevant Memories"  # 0.5.4's block has no delimiters
@@ -79,31 +81,7 @@ def _legacy(
     url: str, bank: str, turns: int, venv: Path | None
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """0.5.4's conversations, from its own venv: (runs of request bodies, metadata)."""
-    from tests.compat.peer import peer_python
-
-    python = peer_python(venv)
-    done = subprocess.run(
-        [
-            str(python),
-            "bench/legacy_054_turns.py",
-            "cache",
-            "--server-url",
-            url,
-            "--bank",
-            bank,
-            "--turns",
-            str(turns),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        check=False,
-        timeout=1800,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"bench/legacy_054_turns.py failed: {done.stderr[-2000:]}")
-    result: dict[str, Any] = json.loads(done.stdout)
+    result = run_in_peer_venv(["cache", "--server-url", url, "--bank", bank, "--turns", str(turns)], venv)
     runs = result.pop("runs")
     return runs, result
 
