@@ -1,6 +1,6 @@
 """Run every benchmark and write the report: ``docs/performance.md`` and ``bench/results/performance.png``.
 
-    uv run python bench/run_all.py            # about 8 minutes on a 2-core machine
+    uv run python bench/run_all.py            # about 10 minutes on a 2-core machine
     uv run python bench/run_all.py --quick    # smaller sizes, a smoke run (a few minutes)
 
 Starts one local Hindsight server (``hindsight_core.local``) for all benchmarks (or uses ``--server-url``)
@@ -79,6 +79,10 @@ def main() -> None:
     parser.add_argument("--turns", type=int, help="storage throughput turns (default 500)")
     parser.add_argument("--growth-turns", type=int, help="turns of the per-turn server cost (default 12)")
     parser.add_argument("--import-runs", type=int, help="fresh interpreters per import (default 2)")
+    parser.add_argument(
+        "--cache-turns", type=int, help="turns of the prompt-cache conversations (default 20)"
+    )
+    parser.add_argument("--agent-messages", type=int, help="user messages per agent loop (default 3)")
     parser.add_argument("--legacy-venv", type=Path, default=DEFAULT_VENV)
     parser.add_argument("--no-legacy", action="store_true", help="skip hindsight-litellm 0.5.4")
     parser.add_argument(
@@ -93,6 +97,8 @@ def main() -> None:
         "turns": args.turns or (100 if quick else 500),
         "growth_turns": args.growth_turns if args.growth_turns is not None else (4 if quick else 12),
         "import_runs": args.import_runs or (1 if quick else 2),
+        "cache_turns": args.cache_turns or (10 if quick else 20),
+        "agent_messages": args.agent_messages or (2 if quick else 3),
     }
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     unknown = skip - set(STEPS)
@@ -203,6 +209,38 @@ def main() -> None:
                 ],
                 results,
             )
+        # The 0.5.4 venv of these two is tests/compat/peer.py's (it has pytest, for tests.providers).
+        peer_flags = ["--no-legacy"] if args.no_legacy else []
+        if "prompt_cache" not in skip:
+            results["prompt_cache"] = step(
+                "prompt_cache",
+                [
+                    python,
+                    "-m",
+                    "bench.prompt_cache",
+                    *server,
+                    "--turns",
+                    str(sizes["cache_turns"]),
+                    *peer_flags,
+                    *json_flag("prompt_cache"),
+                ],
+                results,
+            )
+        if "agent_loop" not in skip:
+            results["agent_loop"] = step(
+                "agent_loop",
+                [
+                    python,
+                    "-m",
+                    "bench.agent_loop",
+                    *server,
+                    "--messages",
+                    str(sizes["agent_messages"]),
+                    *peer_flags,
+                    *json_flag("agent_loop"),
+                ],
+                results,
+            )
         # Last: storing hundreds of turns leaves the server busy (consolidation) for minutes.
         if "storage" not in skip:
             results["storage"] = step(
@@ -237,6 +275,8 @@ STEPS = (
     "overhead",
     "streaming",
     "concurrency",
+    "prompt_cache",
+    "agent_loop",
     "storage",
 )
 

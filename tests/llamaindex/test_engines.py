@@ -112,6 +112,26 @@ async def test_insert_method_user(
     assert all(CAT_FACT not in str(m.content) for m in system)
 
 
+async def test_append_user_puts_the_memories_after_the_question(
+    cat_bank: str, make_memory: Callable[..., HindsightMemory]
+) -> None:
+    """``injection_mode="append_user"`` is LlamaIndex's USER placement after the question's text: the
+    conversation before it stays a cacheable prefix (bench/prompt_cache.py)."""
+    model = llm()
+    memory = make_memory(cat_bank, injection_mode="append_user")
+    assert memory.insert_method is InsertMethod.USER
+    engine = build("simple", model, memory)
+
+    await ask(engine, "chat", QUESTION)
+
+    last = list(model.last_chat_messages or [])[-1]
+    assert last.role.value == "user"
+    assert str(last.content).startswith(f"{QUESTION}\n\n<hindsight_memories>")
+    assert CAT_FACT in str(last.content)
+    assert memory.last_debug is not None
+    assert memory.last_debug.injection_mode == "append_user"
+
+
 def test_chat_history_argument_is_not_stored(
     hindsight_server: str, cat_bank: str, make_memory: Callable[..., HindsightMemory]
 ) -> None:

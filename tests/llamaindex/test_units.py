@@ -93,6 +93,16 @@ def test_system_insertion_merges_into_the_first_system_message_without_mutating(
     assert history[0].content == "Be brief."
 
 
+def test_user_insertion_after_the_question_without_mutating() -> None:
+    history = [msg("system", "Be brief."), msg("user", "hi")]
+    result = insert_memory(history, BLOCK, InsertMethod.USER, after_question=True)
+    assert result[-1].content == f"hi\n\n{BLOCK}"
+    assert result[0] is history[0]
+    assert history[1].content == "hi"
+    before = insert_memory(history, BLOCK, InsertMethod.USER)
+    assert before[-1].content == f"{BLOCK}\n\nhi"
+
+
 def test_system_insertion_adds_a_system_message_at_the_top() -> None:
     history = [msg("user", "hi")]
     result = insert_memory(history, BLOCK, InsertMethod.SYSTEM)

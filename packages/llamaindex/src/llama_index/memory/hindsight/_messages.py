@@ -47,9 +47,12 @@ _THOUGHT = re.compile(r"^[ \t]*Thought:", re.MULTILINE)
 _ANSWER = re.compile(r"^[ \t]*Answer(?: \(Starts With\))?:[ \t]*", re.MULTILINE)
 
 
-def injection_mode(method: InsertMethod) -> InjectionMode:
-    """The core's injection mode for LlamaIndex's ``InsertMethod``."""
-    return InjectionMode.PREPEND_USER if method is InsertMethod.USER else InjectionMode.SYSTEM_MESSAGE
+def injection_mode(method: InsertMethod, after_question: bool = False) -> InjectionMode:
+    """The core's injection mode for LlamaIndex's ``InsertMethod``: ``USER`` puts the block before the
+    question, or after it with ``after_question`` (the core's ``append_user``)."""
+    if method is not InsertMethod.USER:
+        return InjectionMode.SYSTEM_MESSAGE
+    return InjectionMode.APPEND_USER if after_question else InjectionMode.PREPEND_USER
 
 
 def _role(message: ChatMessage) -> str:
@@ -172,7 +175,7 @@ class TurnTracker:
 def _merge(message: ChatMessage, block: str, mode: InjectionMode) -> ChatMessage:
     """A copy of ``message`` with ``block`` merged in as the core merges it (the original is untouched)."""
     if all(isinstance(b, TextBlock) for b in message.blocks):
-        role = "user" if mode is InjectionMode.PREPEND_USER else "system"
+        role = "system" if mode is InjectionMode.SYSTEM_MESSAGE else "user"
         merged = inject([{"role": role, "content": message_text(message)}], block, mode)[0]["content"]
         return message.model_copy(update={"blocks": [TextBlock(text=str(merged))]})
     extra = TextBlock(text=block)
@@ -180,20 +183,23 @@ def _merge(message: ChatMessage, block: str, mode: InjectionMode) -> ChatMessage
     return message.model_copy(update={"blocks": blocks})
 
 
-def insert_memory(messages: Sequence[ChatMessage], block: str, method: InsertMethod) -> list[ChatMessage]:
+def insert_memory(
+    messages: Sequence[ChatMessage], block: str, method: InsertMethod, *, after_question: bool = False
+) -> list[ChatMessage]:
     """A new list: ``messages`` with the memory ``block`` inserted, per LlamaIndex's ``InsertMethod``.
 
     ``SYSTEM``: merged into the first system message, or a system message inserted at the top.
     ``USER``: put before the text of the last message if it is a user message (the question being
-    answered); otherwise (a chat engine asks for history before adding the question) a user message
-    holding the block is appended, so it still comes right before the question.
+    answered), or after that text with ``after_question``; otherwise (a chat engine asks for history
+    before adding the question) a user message holding the block is appended, so it still comes right
+    before the question.
     """
     result = list(messages)
     if not block:
         return result
     if method is InsertMethod.USER:
         if result and result[-1].role == MessageRole.USER:
-            result[-1] = _merge(result[-1], block, InjectionMode.PREPEND_USER)
+            result[-1] = _merge(result[-1], block, injection_mode(method, after_question))
         else:
             result.append(ChatMessage(role=MessageRole.USER, content=block))
         return result

@@ -68,7 +68,9 @@ class HindsightMemory(BaseChatStoreMemory):
     any ``BaseChatStore``) and cut to ``token_limit`` by LlamaIndex's own ``ChatMemoryBuffer`` logic and
     ``tokenizer_fn``. Long-term: on ``get``/``aget``, memories relevant to ``input`` (or to the last user
     message) are recalled from the Hindsight bank, rendered within budget by ``hindsight_core`` and put in
-    the system message (``insert_method=InsertMethod.SYSTEM``) or before the user's question (``USER``).
+    the system message (``insert_method=InsertMethod.SYSTEM``) or next to the user's question (``USER``:
+    before it; after it with ``injection_mode="append_user"``, which keeps the most of the prompt a
+    cacheable prefix).
     When a turn completes (a user message, then the final assistant answer), it is handed to the core's
     background storage: once, without tool traffic or ReAct reasoning, never blocking the call.
 
@@ -87,6 +89,7 @@ class HindsightMemory(BaseChatStoreMemory):
     options: dict[str, Any] = Field(default_factory=dict)
     """Other ``hindsight_core`` settings (``budget``, ``max_memory_tokens``, ``hindsight_api_url``, ...)."""
 
+    _after_question: bool = PrivateAttr(default=False)  # USER: the block after the question (append_user)
     _tracker: TurnTracker = PrivateAttr(default_factory=TurnTracker)
     _turn_call: MemoryCall | None = PrivateAttr(default=None)
     _document_id: str | None = PrivateAttr(default=None)
@@ -108,6 +111,7 @@ class HindsightMemory(BaseChatStoreMemory):
             self.insert_method = (  # both user-side modes are LlamaIndex's USER (next to the question)
                 InsertMethod.SYSTEM if wanted is InjectionMode.SYSTEM_MESSAGE else InsertMethod.USER
             )
+            self._after_question = wanted is InjectionMode.APPEND_USER
         core = core_options(self.bank_id, self.session_id, options)
         check_options(core)
         self._core = core
@@ -250,7 +254,7 @@ class HindsightMemory(BaseChatStoreMemory):
             update={
                 "document_id": self._document(settings, history, query_message),
                 "max_memory_tokens": budget,
-                "injection_mode": injection_mode(self.insert_method),
+                "injection_mode": injection_mode(self.insert_method, self._after_question),
             }
         )
         # Which user message of the conversation this is: engines pass the new one as ``input`` before
@@ -277,7 +281,7 @@ class HindsightMemory(BaseChatStoreMemory):
             chat_store_key=_HISTORY_KEY,
         )
         recent = buffer.get(initial_token_count=min(used, self.token_limit))
-        return insert_memory(recent, block, self.insert_method)
+        return insert_memory(recent, block, self.insert_method, after_question=self._after_question)
 
     def get(
         self, input: str | ChatMessage | None = None, initial_token_count: int = 0, **kwargs: Any
