@@ -3,7 +3,7 @@ serve from the previous one (pure functions, no I/O).
 
 A prompt is serialized as the provider sees it: OpenAI Chat Completions, the ``messages`` in order; Anthropic
 Messages, the top-level ``system`` first, then the ``messages``. Each message becomes its role and its text
-(text parts in order; other parts and tool calls as sorted JSON), encoded with ``cl100k_base`` (quicktok, the
+(text parts in order; other parts and tool calls as sorted JSON), encoded with ``cl100k_base`` (tiktoken, the
 core's tokenizer, offline) and closed by one end-of-message token, as chat templates do. Message boundaries
 are token boundaries, so two prompts share exactly the messages they have in common, plus the common start
 of the first message that differs.
@@ -25,6 +25,8 @@ import json
 from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any
+
+from hindsight_core.pipeline.tokens import encode
 
 __all__ = ["END", "common_prefix", "conversation_shares", "prompt_tokens", "segments"]
 
@@ -68,15 +70,8 @@ def segments(wire: str, body: Mapping[str, Any]) -> list[str]:
 
 
 @cache
-def _encoding() -> Any:
-    import quicktok  # type: ignore[import-untyped]  # the core's tokenizer (cl100k_base, shipped offline)
-
-    return quicktok.get_encoding("cl100k_base")
-
-
-@cache
 def _encode(segment: str) -> tuple[int, ...]:
-    return tuple(_encoding().encode_ordinary(segment))
+    return tuple(encode(segment))  # the core's tokenizer (cl100k_base, from the vocabulary it ships)
 
 
 def prompt_tokens(wire: str, body: Mapping[str, Any]) -> list[int]:

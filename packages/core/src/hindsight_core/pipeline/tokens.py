@@ -17,7 +17,7 @@ import logging
 import threading
 from typing import Protocol
 
-__all__ = ["TokenCounter", "count_tokens", "counter", "tail_within", "warm_up"]
+__all__ = ["TokenCounter", "count_tokens", "counter", "encode", "tail_within", "warm_up"]
 
 _log = logging.getLogger("hindsight_core.tokens")
 
@@ -72,6 +72,9 @@ class _Cl100k:
     def count(self, text: str) -> int:
         return self._memo(text) if len(text) <= _MEMO_TEXT else self._exact(text)
 
+    def encode(self, text: str) -> list[int]:
+        return self._encoding.encode_ordinary(text)
+
 
 def read_vocabulary() -> dict[bytes, int]:
     """The shipped vocabulary as tiktoken's mergeable ranks, after checking the file's SHA-256."""
@@ -116,6 +119,15 @@ def warm_up() -> None:
     """Load the encoding in the background (no-op once loaded)."""
     if not _loaded:
         threading.Thread(target=counter, name="hindsight-tokenizer-load", daemon=True).start()
+
+
+def encode(text: str) -> list[int]:
+    """The ``cl100k_base`` token ids of ``text`` (for measurements such as shared prompt prefixes; raises
+    ``RuntimeError`` when only the byte estimate is available)."""
+    loaded = counter()
+    if not isinstance(loaded, _Cl100k):
+        raise RuntimeError("the cl100k_base encoding could not be loaded: token ids are not available")
+    return loaded.encode(text)
 
 
 def count_tokens(text: str) -> int:
