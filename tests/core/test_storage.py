@@ -236,6 +236,8 @@ def test_invalid_options_fail_at_construction() -> None:
         StorageWorker(max_queue=0)
     with pytest.raises(ConfigurationError, match="retry_jitter"):
         StorageWorker(retry_jitter=2)
+    with pytest.raises(ConfigurationError, match="linger"):
+        StorageWorker(linger=-1)
 
 
 # -------------------------------------------------------------------------------------------- batching
@@ -271,6 +273,51 @@ def test_waiting_turns_are_batched_per_bank_merged_per_document_in_order(
     assert server.contents("conv-1") == ["first", "a-0", "a-1", "a-2"]
     stats = worker.stats()
     assert (stats.submitted, stats.stored, stats.failed, stats.pending, stats.requests) == (6, 6, 0, 0, 3)
+
+
+def test_turns_arriving_within_the_linger_go_out_in_one_request(
+    server: FakeServer, make_worker: Callable[..., StorageWorker]
+) -> None:
+    """Under load (turns of many conversations arriving one after another), the linger gathers them: one
+    request per bank, each conversation's turns in order, and the thread woken once, not once per turn."""
+    worker = make_worker(linger=0.5)
+    threads = [
+        threading.Thread(
+            target=lambda n=n: [worker.submit(turn(f"c{n}-t{t}", doc=f"conv-{n}")) for t in range(3)]
+        )
+        for n in range(10)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    worker.submit(turn("other bank", bank="bank-b", doc="conv-b"))
+    assert worker.flush(5)
+    assert sorted(r["bank"] for r in server.requests) == ["bank-a", "bank-b"]
+    for n in range(10):
+        assert server.contents(f"conv-{n}") == [f"c{n}-t{t}" for t in range(3)]
+    assert worker.stats().stored == 31
+
+
+def test_a_flush_or_a_full_batch_ends_the_linger(
+    server: FakeServer, make_worker: Callable[..., StorageWorker]
+) -> None:
+    worker = make_worker(linger=60.0, max_batch=5)
+    for i in range(5):  # a full batch does not wait
+        worker.submit(turn(f"full-{i}", doc=f"d{i}"))
+    wait_until(lambda: len(server.requests) == 1)
+    worker.submit(turn("alone"))
+    assert worker.flush(5)  # a waiter does not wait for the linger either
+    assert server.contents(stored_only=True)[-1] == "alone"
+    assert len(server.requests) == 2
+
+
+def test_without_a_linger_each_turn_goes_at_once(
+    server: FakeServer, make_worker: Callable[..., StorageWorker]
+) -> None:
+    worker = make_worker(linger=0)
+    worker.submit(turn("now"))
+    wait_until(lambda: len(server.requests) == 1)
 
 
 def test_turns_that_cannot_merge_go_in_later_requests_keeping_order(

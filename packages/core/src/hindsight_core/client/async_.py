@@ -24,6 +24,7 @@ from ..models import (
     TagsMatch,
     UpdateMode,
 )
+from ._aiohttp import AiohttpTransport, aiohttp_usable
 from ._base import BaseClient, Operation, RetryPolicy, Send, Timeouts
 from ._tls import shared_ssl_context
 
@@ -32,6 +33,15 @@ __all__ = ["AsyncHindsightClient"]
 _ASYNC_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
 
 T = TypeVar("T")
+
+
+def _new_http_client() -> httpx.AsyncClient:
+    if aiohttp_usable():  # the same requests with a quarter of the CPU (see ._aiohttp)
+        transport = AiohttpTransport(
+            ssl_context=shared_ssl_context(), limit=_ASYNC_LIMITS.max_connections or 1000
+        )
+        return httpx.AsyncClient(follow_redirects=False, transport=transport)
+    return httpx.AsyncClient(follow_redirects=False, verify=shared_ssl_context(), limits=_ASYNC_LIMITS)
 
 
 class AsyncHindsightClient(BaseClient):
@@ -58,11 +68,7 @@ class AsyncHindsightClient(BaseClient):
         self._owns_http = http_client is None
         # Async apps run many recalls at once: httpx's default pool (100 connections) makes requests beyond
         # that queue inside httpx, which rescans the queue on every completion and stalls the event loop.
-        self._http = (
-            http_client
-            if http_client is not None
-            else httpx.AsyncClient(follow_redirects=False, verify=shared_ssl_context(), limits=_ASYNC_LIMITS)
-        )
+        self._http = http_client if http_client is not None else _new_http_client()
 
     async def _run(self, op: Operation[T]) -> T:
         plan = self._plan(op)

@@ -25,11 +25,20 @@ from ..models import (
     UpdateMode,
 )
 from ._base import BaseClient, Operation, RetryPolicy, Send, Timeouts
+from ._stdlib import StdlibTransport, own_transports_allowed
 from ._tls import shared_ssl_context
 
 __all__ = ["HindsightClient"]
 
 T = TypeVar("T")
+
+
+def _new_http_client() -> httpx.Client:
+    if own_transports_allowed():  # the same requests with a quarter of the CPU (see ._stdlib)
+        return httpx.Client(
+            follow_redirects=False, transport=StdlibTransport(ssl_context=shared_ssl_context())
+        )
+    return httpx.Client(follow_redirects=False, verify=shared_ssl_context())
 
 
 class HindsightClient(BaseClient):
@@ -54,11 +63,7 @@ class HindsightClient(BaseClient):
     ) -> None:
         super().__init__(base_url, api_key, timeouts, retry, headers)
         self._owns_http = http_client is None
-        self._http = (
-            http_client
-            if http_client is not None
-            else httpx.Client(follow_redirects=False, verify=shared_ssl_context())
-        )
+        self._http = http_client if http_client is not None else _new_http_client()
 
     def _run(self, op: Operation[T]) -> T:
         plan = self._plan(op)

@@ -103,6 +103,11 @@ class Ledger:
             self._waiters.append((target, future))
         return future
 
+    @property
+    def flushing(self) -> bool:
+        """Somebody waits for a flush."""
+        return bool(self._waiters)
+
     def drop_waiter(self, future: concurrent.futures.Future[bool]) -> None:
         self._waiters = deque(w for w in self._waiters if w[1] is not future)
 

@@ -29,11 +29,22 @@ class WorkerState:
         self.generation = 0
         """Bumped when the thread is stopped (or the process forked): a thread of an older one exits."""
         self.inbox: deque[Entry] = deque()
+        self.inbox_since = 0.0
+        """When the oldest turn in the inbox arrived (``time.monotonic()``)."""
+        self.linger = 0.0
         self.lanes = Lanes()
         self.ledger = Ledger(max_failures)
         self.connections = ConnectionBook()
         self.outbox = outbox
         """None without an outbox, or once its directory turned out unusable."""
+
+    def lingering(self, now: float) -> float | None:
+        """Seconds the inbox's turns may still wait for more before batches are formed; None: form now
+        (nothing to wait for, the linger is over, a full batch, a flush waiting) (lock held)."""
+        if not self.inbox or len(self.inbox) >= self.max_batch or self.ledger.flushing:
+            return None
+        left = self.inbox_since + self.linger - now
+        return left if left > 0 else None
 
     def waiting(self) -> int:
         """Turns accepted and not resolved yet (lock held)."""

@@ -39,7 +39,11 @@ from .spool import Spool
 from .state import WorkerState
 from .turns import OnDone, StorageFailure, StorageResult, StorageStats, Turn
 
-__all__ = ["StorageWorker", "default_worker"]
+__all__ = ["DEFAULT_LINGER", "StorageWorker", "default_worker"]
+
+DEFAULT_LINGER = 0.05
+"""Seconds a new turn waits for others before it is batched: nobody waits for storage (a flush or
+``sync_storage`` ends the wait), and under load it turns many retain requests into one per bank."""
 
 logger = logging.getLogger("hindsight_core.storage")
 
@@ -60,7 +64,7 @@ def _check_options(options: dict[str, Any]) -> None:
         value = options[option]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigurationError(f"{option} must be an integer >= 1, got {value!r}")
-    for option in ("retry_initial", "retry_max", "warn_interval", "exit_timeout"):
+    for option in ("retry_initial", "retry_max", "warn_interval", "exit_timeout", "linger"):
         number = options[option]
         if isinstance(number, bool) or not isinstance(number, (int, float)) or number < 0:
             raise ConfigurationError(f"{option} must be a number of seconds >= 0, got {number!r}")
@@ -78,6 +82,9 @@ class StorageWorker:
     own connection and bank.
 
     ``max_queue`` bounds the turns held in memory. ``max_batch`` bounds the turns per request.
+    ``linger`` is how long a turn waits for others to arrive before batches are formed (at most; a full
+    batch, a flush or shutdown forms them at once): under load many turns go out in few requests, and the
+    thread wakes once per linger rather than once per turn.
     ``outbox_dir`` enables the on-disk outbox (see ``docs/storage.md``); :meth:`from_env` reads it from
     ``HINDSIGHT_OUTBOX_DIR``. ``connections`` are the connections (with their API keys) to use for turns
     the outbox holds from an earlier run; connections of submitted turns are remembered as well.
@@ -92,6 +99,7 @@ class StorageWorker:
         *,
         max_queue: int = 10_000,
         max_batch: int = 100,
+        linger: float = DEFAULT_LINGER,
         outbox_dir: str | os.PathLike[str] | None = None,
         connections: Iterable[Connection] = (),
         client_for: Callable[[Connection], HindsightClient] = sync_client,
@@ -112,6 +120,7 @@ class StorageWorker:
                 "retry_max": retry_max,
                 "warn_interval": warn_interval,
                 "exit_timeout": exit_timeout,
+                "linger": linger,
                 "retry_jitter": retry_jitter,
                 "client_for": client_for,
             }
@@ -122,6 +131,7 @@ class StorageWorker:
         self._state = WorkerState(
             max_queue=max_queue, max_batch=max_batch, max_failures=max_failures, outbox=outbox
         )
+        self._state.linger = float(linger)
         self._spool = Spool(self._state)
         self._sender = Sender(
             self._state,
@@ -196,7 +206,11 @@ class StorageWorker:
                 else:
                     state.inbox.append(Entry(turn, ref))
                     state.ledger.open(ref)
-                    state.cv.notify_all()
+                    if len(state.inbox) == 1:
+                        state.inbox_since = time.monotonic()
+                        state.cv.notify_all()  # the worker starts the linger
+                    elif len(state.inbox) >= state.max_batch:
+                        state.cv.notify_all()  # a full batch goes at once
             else:
                 refused = f"storage queue full ({state.max_queue} turns waiting); turn not stored" + (
                     "" if state.outbox is not None else " (set HINDSIGHT_OUTBOX_DIR to keep overflow on disk)"
@@ -271,7 +285,10 @@ class StorageWorker:
 
     def _flush_future(self) -> concurrent.futures.Future[bool]:
         with self._state.cv:
-            return self._state.ledger.flush_future()
+            future = self._state.ledger.flush_future()
+            if not future.done():
+                self._state.cv.notify_all()  # a waiter ends the linger
+            return future
 
     def _drop_waiter(self, future: concurrent.futures.Future[bool]) -> None:
         with self._state.cv:
@@ -384,18 +401,18 @@ class StorageWorker:
                 if state.connections.adopt:
                     adopt = state.connections.take_adopted()
                     break
-                if state.inbox:
+                now = time.monotonic()
+                linger = state.lingering(now)
+                if state.inbox and linger is None:
                     entries = list(state.inbox)
                     state.inbox.clear()
                     spill = state.outbox is not None and state.lanes.held + len(entries) > state.max_queue
-                    fresh = state.lanes.form(
-                        entries, max_batch=state.max_batch, now=time.monotonic(), spill=spill
-                    )
+                    fresh = state.lanes.form(entries, max_batch=state.max_batch, now=now, spill=spill)
                     break
-                batch, wait = state.lanes.pick(time.monotonic())
+                batch, wait = state.lanes.pick(now)
                 if batch is not None:
                     break
-                cv.wait(wait)
+                cv.wait(linger if wait is None else wait if linger is None else min(wait, linger))
         if adopt:
             self._spool.load_files(adopt, generation)
         elif fresh:
