@@ -281,12 +281,12 @@ def test_turns_arriving_within_the_linger_go_out_in_one_request(
     """Under load (turns of many conversations arriving one after another), the linger gathers them: one
     request per bank, each conversation's turns in order, and the thread woken once, not once per turn."""
     worker = make_worker(linger=0.5)
-    threads = [
-        threading.Thread(
-            target=lambda n=n: [worker.submit(turn(f"c{n}-t{t}", doc=f"conv-{n}")) for t in range(3)]
-        )
-        for n in range(10)
-    ]
+
+    def conversation(n: int) -> None:
+        for t in range(3):
+            worker.submit(turn(f"c{n}-t{t}", doc=f"conv-{n}"))
+
+    threads = [threading.Thread(target=conversation, args=(n,)) for n in range(10)]
     for thread in threads:
         thread.start()
     for thread in threads:
