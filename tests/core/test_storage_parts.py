@@ -376,7 +376,9 @@ def test_outbox_files_are_private_whole_and_read_back(tmp_path: Path) -> None:
     assert batch.persisted
     path = outbox.path(batch)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    assert [p.name for p in outbox.directory.iterdir()] == [path.name]  # no temporary file left
+    assert path.name == f"{batch.name}.{outbox.claim.owner}.json"  # this process's file
+    visible = [p.name for p in outbox.directory.iterdir() if not p.name.startswith(".owner-")]
+    assert visible == [path.name]  # no temporary file left
     assert outbox.leftovers() == [path]
     back = read_batch_file(path, lambda url, key: CONN)
     assert back is not None
@@ -404,9 +406,10 @@ def test_leftovers_are_oldest_first_and_skip_temporary_and_other_files(tmp_path:
         "y.json.corrupt",
     ]:
         (tmp_path / name).write_text("{}")
+    owner = outbox.claim.owner  # files of no owner (an earlier run) are taken over: renamed to this process's
     assert [p.name for p in outbox.leftovers() or []] == [
-        "00000000000000000001-1-1.json",
-        "00000000000000000002-1-1.json",
+        f"00000000000000000001-1-1.{owner}.json",
+        f"00000000000000000002-1-1.{owner}.json",
     ]
     assert (tmp_path / ".x.json.abc.tmp").exists()  # recent: possibly being written by now
 

@@ -1,7 +1,8 @@
 """The on-disk outbox: one JSON file per batch, the dead-letter file, and files that cannot be read.
 
 File format (:func:`encode_batch` / :func:`decode_batch`): ``{"format": "hindsight-outbox/1", "operation_id",
-"base_url", "bank_id", "key_id", "turns": [Turn.to_dict(), ...]}`` in UTF-8, named ``<batch name>.json``.
+"base_url", "bank_id", "key_id", "turns": [Turn.to_dict(), ...]}`` in UTF-8, named
+``<batch name>.<owner>.json`` (the owner: the process's claim on the directory, see :mod:`.claims`).
 The API key is never written: ``key_id`` is its one-way fingerprint (see :mod:`.connections`).
 
 Guarantees kept here:
@@ -14,7 +15,8 @@ Guarantees kept here:
   is removed, so a crash in between sends the file again rather than losing it.
 
 Only the worker thread (and ``close()`` or the exit handler) calls this; submitting threads never touch the
-disk. An outbox shared by several processes would claim files here.
+disk. Several processes may share the directory: each reads and removes only the files it owns
+(:mod:`.claims`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pathlib import Path
 
 from ..connection import Connection
 from .batching import Batch, Ref
+from .claims import Claim, adopt, stem_of
 from .turns import Turn, norm_url
 
 __all__ = [
@@ -129,9 +132,9 @@ def dead_letter_lines(batch: Batch, error: str, when: datetime) -> bytes:
 def read_batch_file(path: Path, resolve: Resolve, connection: Connection | None = None) -> Batch | None:
     """Parse an outbox file; a file that cannot be read is moved aside (``.corrupt``) and reported."""
     try:
-        return decode_batch(path.read_bytes(), path.stem, resolve, connection)
+        return decode_batch(path.read_bytes(), stem_of(path), resolve, connection)
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        quarantine = path.with_name(path.name + ".corrupt")
+        quarantine = path.with_name(f"{stem_of(path)}.json.corrupt")
         with contextlib.suppress(OSError):
             path.rename(quarantine)
         logger.error(
@@ -149,9 +152,36 @@ class Outbox:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._claim: Claim | None = None
+
+    @property
+    def claim(self) -> Claim:
+        """This process's claim on the directory (made on first use, and again in a forked child)."""
+        claim = self._claim
+        if claim is None or claim.pid != os.getpid():
+            if claim is not None:
+                claim.forget()
+            self._claim = claim = Claim(self.directory)
+        return claim
 
     def path(self, batch: Batch) -> Path:
-        return self.directory / f"{batch.name}.json"
+        return self.directory / f"{batch.name}.{self.claim.owner}.json"
+
+    def adopt(self) -> list[Path]:
+        """Take over the files of processes that stopped (see :mod:`.claims`); their new paths."""
+        return adopt(self.claim)
+
+    def release(self) -> None:
+        """Give up the claim (the worker stopped): what is left may be taken over by another process."""
+        claim, self._claim = self._claim, None
+        if claim is not None and claim.pid == os.getpid():
+            claim.release()
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: the parent's claim stays the parent's."""
+        claim, self._claim = self._claim, None
+        if claim is not None:
+            claim.forget()
 
     def ensure(self) -> bool:
         """Create the directory if needed; False (and an ERROR) if it cannot be used."""
@@ -209,10 +239,13 @@ class Outbox:
             )
 
     def leftovers(self) -> list[Path] | None:
-        """The batch files in the directory, oldest first (None and an ERROR if it cannot be listed).
+        """The batch files this process owns, oldest first, after taking over those of stopped processes
+        (None and an ERROR if the directory cannot be listed).
 
         Temporary files of interrupted writes older than an hour are removed on the way.
         """
+        self.adopt()
+        owner = self.claim.owner
         now = time.time()
         paths = []
         try:
@@ -221,7 +254,7 @@ class Outbox:
                     with contextlib.suppress(OSError):
                         if now - path.stat().st_mtime > _STALE_TEMP_SECONDS:
                             path.unlink()
-                elif path.suffix == ".json" and not path.name.startswith("."):
+                elif path.name.endswith(f".{owner}.json") and not path.name.startswith("."):
                     paths.append(path)
         except OSError as exc:
             logger.error("Hindsight storage: cannot read the outbox %s: %s", self.directory, exc)

@@ -110,6 +110,15 @@ class Spool:
         if paths is not None:
             self.load_files(paths, generation, recovering=True)
 
+    def adopt(self, generation: int) -> None:
+        """While running: queue the files of processes that stopped, found in a shared outbox."""
+        outbox = self._state.usable_outbox()
+        if outbox is None:
+            return
+        paths = outbox.adopt()
+        if paths:
+            self.load_files(paths, generation, recovering=True)
+
     def load_files(self, paths: list[Path], generation: int, *, recovering: bool = False) -> None:
         """Queue the batches of these outbox files (their content stays on disk until sent)."""
         state = self._state
@@ -148,7 +157,8 @@ class Spool:
             state.cv.notify_all()
         if loaded:
             logger.info(
-                "Hindsight storage: %d turns left in the outbox %s by an earlier run are being sent",
+                "Hindsight storage: %d turns left in the outbox %s by an earlier run or a stopped process "
+                "are being sent",
                 sum(len(b.refs) for b in loaded),
                 state.outbox.directory if state.outbox is not None else None,
             )

@@ -10,13 +10,15 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from typing import Any
 
+from ..errors import ConfigurationError
 from .batching import Batch, Entry, Lanes
 from .connections import ConnectionBook
 from .ledger import Ledger, Notice, notify
 from .outbox import Outbox
 
-__all__ = ["WorkerState"]
+__all__ = ["WorkerState", "check_options"]
 
 
 class WorkerState:
@@ -32,6 +34,9 @@ class WorkerState:
         self.inbox_since = 0.0
         """When the oldest turn in the inbox arrived (``time.monotonic()``)."""
         self.linger = 0.0
+        self.adopt_interval = 5.0
+        self.next_adoption = 0.0
+        """When to look next for files of stopped processes in a shared outbox (``time.monotonic()``)."""
         self.lanes = Lanes()
         self.ledger = Ledger(max_failures)
         self.connections = ConnectionBook()
@@ -81,3 +86,21 @@ class WorkerState:
         self.lanes.clear()
         self.ledger.forget_open()
         self.connections.forget_files()
+        if self.outbox is not None:
+            self.outbox.forget_after_fork()
+
+
+def check_options(options: dict[str, Any]) -> None:
+    """Validate the worker's constructor options (a ConfigurationError names the bad one)."""
+    for option in ("max_queue", "max_batch", "max_failures"):
+        value = options[option]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigurationError(f"{option} must be an integer >= 1, got {value!r}")
+    for option in ("retry_initial", "retry_max", "warn_interval", "exit_timeout", "linger", "adopt_interval"):
+        number = options[option]
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or number < 0:
+            raise ConfigurationError(f"{option} must be a number of seconds >= 0, got {number!r}")
+    if not 0.0 <= options["retry_jitter"] <= 1.0:
+        raise ConfigurationError(f"retry_jitter must be between 0 and 1, got {options['retry_jitter']!r}")
+    if not callable(options["client_for"]):
+        raise ConfigurationError("client_for must be a callable returning a HindsightClient")

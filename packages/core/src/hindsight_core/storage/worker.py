@@ -30,13 +30,12 @@ from typing import Any
 
 from ..client import HindsightClient
 from ..connection import Connection, sync_client
-from ..errors import ConfigurationError
 from .batching import Batch, Entry
 from .ledger import notify
 from .outbox import OUTBOX_DIR_ENV, Outbox
 from .sender import Backoff, Sender
 from .spool import Spool
-from .state import WorkerState
+from .state import WorkerState, check_options
 from .turns import OnDone, StorageFailure, StorageResult, StorageStats, Turn
 
 __all__ = ["DEFAULT_LINGER", "StorageWorker", "default_worker"]
@@ -59,21 +58,6 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reinit_after_fork)
 
 
-def _check_options(options: dict[str, Any]) -> None:
-    for option in ("max_queue", "max_batch", "max_failures"):
-        value = options[option]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigurationError(f"{option} must be an integer >= 1, got {value!r}")
-    for option in ("retry_initial", "retry_max", "warn_interval", "exit_timeout", "linger"):
-        number = options[option]
-        if isinstance(number, bool) or not isinstance(number, (int, float)) or number < 0:
-            raise ConfigurationError(f"{option} must be a number of seconds >= 0, got {number!r}")
-    if not 0.0 <= options["retry_jitter"] <= 1.0:
-        raise ConfigurationError(f"retry_jitter must be between 0 and 1, got {options['retry_jitter']!r}")
-    if not callable(options["client_for"]):
-        raise ConfigurationError("client_for must be a callable returning a HindsightClient")
-
-
 class StorageWorker:
     """Stores :class:`Turn` objects in the background: bounded, ordered, retried, never silently lost.
 
@@ -84,7 +68,8 @@ class StorageWorker:
     ``max_queue`` bounds the turns held in memory. ``max_batch`` bounds the turns per request.
     ``linger`` is how long a turn waits for others to arrive before batches are formed (at most; a full
     batch, a flush or shutdown forms them at once): under load many turns go out in few requests, and the
-    thread wakes once per linger rather than once per turn.
+    thread wakes once per linger rather than once per turn. With an outbox shared by several processes,
+    every ``adopt_interval`` seconds the worker takes over the files of processes that stopped.
     ``outbox_dir`` enables the on-disk outbox (see ``docs/storage.md``); :meth:`from_env` reads it from
     ``HINDSIGHT_OUTBOX_DIR``. ``connections`` are the connections (with their API keys) to use for turns
     the outbox holds from an earlier run; connections of submitted turns are remembered as well.
@@ -100,6 +85,7 @@ class StorageWorker:
         max_queue: int = 10_000,
         max_batch: int = 100,
         linger: float = DEFAULT_LINGER,
+        adopt_interval: float = 5.0,
         outbox_dir: str | os.PathLike[str] | None = None,
         connections: Iterable[Connection] = (),
         client_for: Callable[[Connection], HindsightClient] = sync_client,
@@ -111,7 +97,7 @@ class StorageWorker:
         max_failures: int = 1000,
         name: str = "hindsight-storage",
     ) -> None:
-        _check_options(
+        check_options(
             {
                 "max_queue": max_queue,
                 "max_batch": max_batch,
@@ -121,6 +107,7 @@ class StorageWorker:
                 "warn_interval": warn_interval,
                 "exit_timeout": exit_timeout,
                 "linger": linger,
+                "adopt_interval": adopt_interval,
                 "retry_jitter": retry_jitter,
                 "client_for": client_for,
             }
@@ -132,6 +119,7 @@ class StorageWorker:
             max_queue=max_queue, max_batch=max_batch, max_failures=max_failures, outbox=outbox
         )
         self._state.linger = float(linger)
+        self._state.adopt_interval = float(adopt_interval)
         self._spool = Spool(self._state)
         self._sender = Sender(
             self._state,
@@ -368,6 +356,8 @@ class StorageWorker:
         left = self._spool.set_aside(batches, reason) if batches else 0
         if thread is not None and thread is not threading.current_thread():
             thread.join(join_timeout)
+        if state.outbox is not None:
+            state.outbox.release()  # what is left may be taken over by another process
         return left
 
     # -------------------------------------------------------------------------------------- worker thread
@@ -394,6 +384,7 @@ class StorageWorker:
         adopt: list[Path] = []
         fresh: list[Batch] = []
         batch: Batch | None = None
+        scan = False
         with cv:
             while True:
                 if state.generation != generation:
@@ -402,6 +393,10 @@ class StorageWorker:
                     adopt = state.connections.take_adopted()
                     break
                 now = time.monotonic()
+                if state.outbox is not None and now >= state.next_adoption:
+                    state.next_adoption = now + state.adopt_interval
+                    scan = True
+                    break
                 linger = state.lingering(now)
                 if state.inbox and linger is None:
                     entries = list(state.inbox)
@@ -412,8 +407,13 @@ class StorageWorker:
                 batch, wait = state.lanes.pick(now)
                 if batch is not None:
                     break
-                cv.wait(linger if wait is None else wait if linger is None else min(wait, linger))
-        if adopt:
+                waits = [w for w in (wait, linger) if w is not None]
+                if state.outbox is not None:
+                    waits.append(state.next_adoption - now)
+                cv.wait(min(waits) if waits else None)
+        if scan:
+            self._spool.adopt(generation)
+        elif adopt:
             self._spool.load_files(adopt, generation)
         elif fresh:
             self._spool.persist_fresh(fresh)
