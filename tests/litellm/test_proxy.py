@@ -8,10 +8,13 @@ LiteLLM responses and stream chunks), then the real proxy in a subprocess, confi
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -456,25 +459,27 @@ general_settings:
 """
 
 
-@pytest.fixture
-def proxy_url(tmp_path: Path, fake_openai: FakeOpenAI, hindsight_server: str, seeded: str) -> Iterator[str]:
-    """A LiteLLM proxy (subprocess) with the ready-made hook, default bank ``seeded``, model -> the fake."""
+@contextlib.contextmanager
+def running_proxy(
+    tmp_path: Path, api_base: str, env_extra: dict[str, str], *args: str, startup: float = 90.0
+) -> Iterator[str]:
+    """The real LiteLLM proxy (``python -m litellm.proxy.proxy_cli``, a subprocess) with the ready-made hook
+    and ``config.yaml`` in ``tmp_path``, model -> ``api_base``; stopped by its PID afterwards."""
     config = tmp_path / "config.yaml"
-    config.write_text(CONFIG.format(model=MODEL, api_base=fake_openai.base_url))
+    config.write_text(CONFIG.format(model=MODEL, api_base=api_base))
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "HINDSIGHT_API_KEY")}
     env.update(
         {
-            "HINDSIGHT_API_URL": hindsight_server,
-            "HINDSIGHT_BANK_ID": seeded,
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",
             "LITELLM_TELEMETRY": "False",
             "NO_DOCKER": "True",
+            **env_extra,
         }
     )
     log_path = tmp_path / "proxy.log"
     command = [sys.executable, "-m", "litellm.proxy.proxy_cli"]
-    command += ["--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--config", str(config), "--host", "127.0.0.1", "--port", str(port), *args]
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
     url = f"http://127.0.0.1:{port}"
@@ -489,19 +494,27 @@ def proxy_url(tmp_path: Path, fake_openai: FakeOpenAI, hindsight_server: str, se
 
     try:
         try:
-            wait_for(ready, timeout=90.0, what="the LiteLLM proxy to answer")
+            wait_for(ready, timeout=startup, what="the LiteLLM proxy to answer")
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{log_path.read_text()[-4000:]}") from None
         yield url
     finally:
         process.terminate()
         try:
-            process.wait(timeout=15)
+            process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=15)
     log_text = log_path.read_text(errors="replace")
     assert "Traceback" not in log_text, log_text[-4000:]
+
+
+@pytest.fixture
+def proxy_url(tmp_path: Path, fake_openai: FakeOpenAI, hindsight_server: str, seeded: str) -> Iterator[str]:
+    """A LiteLLM proxy (subprocess) with the ready-made hook, default bank ``seeded``, model -> the fake."""
+    env = {"HINDSIGHT_API_URL": hindsight_server, "HINDSIGHT_BANK_ID": seeded}
+    with running_proxy(tmp_path, fake_openai.base_url, env) as url:
+        yield url
 
 
 def test_real_proxy_gives_memory_to_unchanged_clients(
@@ -557,3 +570,72 @@ def test_real_proxy_gives_memory_to_unchanged_clients(
     assert_stored_once(text, "user: Which colour should the logo be?", f"assistant: {REPLY}")
     text = stored_text(hindsight_server, seeded, "proxy-default", flush=False)
     assert text.count("user: What am I building?") == 1
+
+
+def test_real_proxy_on_two_workers_injects_and_stores_each_exchange_once(
+    tmp_path: Path, fake_openai: FakeOpenAI, hindsight_server: str, seeded: str
+) -> None:
+    """``litellm --num_workers 2`` with one outbox directory for both worker processes: memory in every
+    request, each exchange (plain and streamed) stored once, by whichever worker served it; both workers
+    stored through the shared outbox, each with its own claim on it."""
+    fake_openai.reply = REPLY
+    outbox = tmp_path / "outbox"
+    env = {
+        "HINDSIGHT_API_URL": hindsight_server,
+        "HINDSIGHT_BANK_ID": seeded,
+        "HINDSIGHT_OUTBOX_DIR": str(outbox),
+        # A worker importing LiteLLM on a busy 2-core machine answers uvicorn's health check late.
+        "TIMEOUT_WORKER_HEALTHCHECK": "180",
+    }
+    sessions: list[tuple[str, str]] = []
+    with running_proxy(tmp_path, fake_openai.base_url, env, "--num_workers", "2", startup=240.0) as url:
+        errors: list[BaseException] = []
+
+        def one(number: int) -> None:
+            try:
+                ask(number)
+            except BaseException as exc:  # reported below, not lost in the thread
+                errors.append(exc)
+
+        def ask(number: int) -> None:
+            session = f"workers-{uuid.uuid4().hex[:8]}"
+            question = f"Question {number}: {QUESTION}"
+            body = {
+                "model": MODEL,
+                "messages": [{"role": "user", "content": question}],
+                "stream": number % 2 == 1,
+                "hindsight_session_id": session,
+            }
+            # A new connection per request, so that the kernel hands requests to both workers.
+            with httpx.Client(timeout=60, headers={"Authorization": "Bearer sk-master"}) as http:
+                response = http.post(f"{url}/v1/chat/completions", json=body)
+            assert response.status_code == 200, response.text
+            if body["stream"]:
+                chunks = [
+                    json.loads(line[6:]) for line in response.text.splitlines() if line[6:12] == '{"id":'
+                ]
+                text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+            else:
+                text = response.json()["choices"][0]["message"]["content"]
+            assert text == REPLY
+            sessions.append((session, question))
+
+        owners: set[str] = set()
+        for round_ in range(8):  # until both workers have stored something (usually the first round)
+            threads = [threading.Thread(target=one, args=(round_ * 6 + n,)) for n in range(6)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert not errors, errors
+            owners = {p.name for p in outbox.glob(".owner-*.lock")}
+            if len(owners) >= 2:
+                break
+        assert len(owners) == 2, f"storage claims in the shared outbox: {owners}"
+        for sent in fake_openai.bodies_for("/v1/chat/completions"):
+            assert_no_hindsight_keys(sent)
+            assert MEMORY_OPEN in sent["messages"][0]["content"]
+        for session, question in sessions:
+            text = stored_text(hindsight_server, seeded, session, flush=False)
+            assert_stored_once(text, f"user: {question}", f"assistant: {REPLY}")
+    assert not list(outbox.glob("*.json")), "turns left in the outbox after the proxy stopped"
