@@ -130,9 +130,12 @@ class FakeHindsight:
 class Proxy:
     """The real LiteLLM proxy with one hook, in a subprocess of its own; stopped by its PID."""
 
-    def __init__(self, hook: str, api_base: str, hindsight_url: str, facts_file: Path, workers: int) -> None:
+    def __init__(
+        self, hook: str, api_base: str, hindsight_url: str, facts_file: Path, workers: int, python: str
+    ) -> None:
         self.directory = Path(tempfile.mkdtemp(prefix=f"bench-proxy-{hook}-"))
-        (self.directory / "config.yaml").write_text(CONFIG.format(model=MODEL, api_base=api_base, hook=hook))
+        config = CONFIG.format(model=MODEL, api_base=api_base, hook=hook.partition("@")[0])
+        (self.directory / "config.yaml").write_text(config)
         shutil.copy(ROOT / "bench" / "_proxy_hooks.py", self.directory / "_proxy_hooks.py")
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -146,20 +149,29 @@ class Proxy:
                 "LITELLM_TELEMETRY": "False",
                 "NO_DOCKER": "True",
                 "PYTHONPATH": str(self.directory),
+                # Workers importing LiteLLM on a busy machine answer uvicorn's health check late.
+                "TIMEOUT_WORKER_HEALTHCHECK": "180",
             }
         )
-        self.command = [sys.executable, "-m", "litellm.proxy.proxy_cli", "--config", "config.yaml"]
+        self.command = [python, "-m", "litellm.proxy.proxy_cli", "--config", "config.yaml"]
         self.command += ["--host", "127.0.0.1", "--port", str(self.port)]
         if workers > 1:
             self.command += ["--num_workers", str(workers)]
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Proxy:
+        try:
+            return self._start()
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def _start(self) -> Proxy:
         log = (self.directory / "proxy.log").open("wb")
         self.process = subprocess.Popen(
             self.command, env=self.env, cwd=self.directory, stdout=log, stderr=subprocess.STDOUT
         )
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the proxy exited:\n{self.log()[-3000:]}")
@@ -250,7 +262,7 @@ def _rounds(
     for number in range(rounds):
         for hook, proxy in proxies.items():
             assert proxy.process is not None
-            stores = hook in ("memory", "storage_only")
+            stores = hook.partition("@")[0] in ("memory", "storage_only")
             if stores:
                 _drain(hindsight, hindsight.stats()["retained_items"])
             hindsight.reset()
@@ -295,6 +307,7 @@ def _print(rows: list[dict[str, Any]]) -> None:
         f"{'p50 ms':>7} {'p99 ms':>7} {'retains/turn':>12}"
     )
     base = {r["clients"]: r for r in rows if r["hook"] == "baseline"}
+    rows = sorted(rows, key=lambda r: (r["clients"], r["hook"] != "baseline", r["hook"]))
     for row in rows:
         ref = base.get(row["clients"])
         extra = f"{row['cpu_ms_per_request'] - ref['cpu_ms_per_request']:+.2f}" if ref else "-"
@@ -318,6 +331,12 @@ def main() -> None:
     parser.add_argument("--facts", type=int, default=12)
     parser.add_argument("--workers", type=int, default=1, help="the proxy's --num_workers")
     parser.add_argument("--shared-bank", action="store_true")
+    parser.add_argument(
+        "--before",
+        default=None,
+        metavar="PYTHON",
+        help="also run the memory hooks with this interpreter (another checkout's venv), as memory@before",
+    )
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
@@ -331,9 +350,14 @@ def main() -> None:
         facts_file.write_text(json.dumps(facts(args.facts)))
         provider = stack.enter_context(FakeProvider(reply="Plant a hardy shrub rose in a sunny spot."))
         hindsight = stack.enter_context(FakeHindsight(facts_file))
+        pythons = {hook: sys.executable for hook in hooks}
+        if args.before:
+            pythons.update({f"{h}@before": args.before for h in hooks if h != "baseline"})
         proxies = {
-            hook: stack.enter_context(Proxy(hook, provider.base_url, hindsight.url, facts_file, args.workers))
-            for hook in hooks
+            hook: stack.enter_context(
+                Proxy(hook, provider.base_url, hindsight.url, facts_file, args.workers, python)
+            )
+            for hook, python in pythons.items()
         }
         for clients in levels:
             for row in _rounds(proxies, hindsight, clients, args.requests, args.rounds, args.shared_bank):

@@ -27,6 +27,7 @@ import os
 import ssl
 import sys
 import weakref
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -45,9 +46,11 @@ def aiohttp_usable() -> bool:
     """Whether new async clients use :class:`AiohttpTransport` (see the module's documentation)."""
     if not own_transports_allowed():
         return False
-    if os.environ.get(TRANSPORT_ENV, "").strip().lower() == "aiohttp":
-        return importlib.util.find_spec("aiohttp") is not None
-    return "aiohttp" in sys.modules
+    module: ModuleType | None = sys.modules.get("aiohttp")
+    if module is None and os.environ.get(TRANSPORT_ENV, "").strip().lower() == "aiohttp":
+        module = importlib.import_module("aiohttp") if importlib.util.find_spec("aiohttp") else None
+    # aiohttp >= 3.10 tells connect timeouts from read timeouts.
+    return module is not None and hasattr(module, "ConnectionTimeoutError")
 
 
 def _close_connector(connector: aiohttp.BaseConnector) -> None:
