@@ -1,5 +1,6 @@
 """The machinery of ``bench/breaker.py``: a steady caller, waves of concurrent callers, a server that goes
-down and up on a timetable, and the figures read from what each call saw.
+down and up on a timetable, the figures read from what each call saw, and the check that every turn was
+stored once.
 
 Times are seconds since the run's start (``time.perf_counter()``). A call is *held* for its wall time (the
 whole call as its caller sees it: memory, the framework, the loopback fake model that answers at once). A
@@ -9,26 +10,32 @@ call has *memory* when the text its model was sent holds the injected memory blo
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import httpx
+
 from hindsight_core.breaker import ServerBreaker, breaker_for
 from hindsight_core.pipeline import MEMORY_OPEN
+from tests.helpers import document_text, documents, retains_running
 from tests.reliability.adapters import Answer
 
 __all__ = [
     "QUICK",
     "BreakerWatch",
     "Call",
+    "GCPauses",
     "Timetable",
     "Wave",
     "flap_figures",
     "outage_figures",
     "raw",
     "steady",
+    "stored_once",
     "to_call",
     "waves",
 ]
@@ -101,6 +108,37 @@ class Timetable:
 
     def times(self, name: str) -> list[float]:
         return [at for ran, at in self.ran if ran == name]
+
+
+class GCPauses:
+    """The garbage collector's pauses while the block runs (a stall of every task on the loop)."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[int, float]] = []  # (generation, seconds)
+        self._began = 0.0
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+        else:
+            self.pauses.append((info["generation"], time.perf_counter() - self._began))
+
+    def __enter__(self) -> GCPauses:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def figures(self) -> dict[str, float | int | None]:
+        full = [seconds for generation, seconds in self.pauses if generation == 2]
+        return {
+            "collections": len(self.pauses),
+            "max_ms": _ms(max((seconds for _, seconds in self.pauses), default=None)),
+            "total_ms": _ms(sum(seconds for _, seconds in self.pauses)),
+            "full_collections": len(full),
+            "full_max_ms": _ms(max(full, default=None)),
+        }
 
 
 class BreakerWatch:
@@ -240,6 +278,21 @@ def flap_figures(
     for start, end in ups[1:]:
         first = next((c for c in calls if start <= c.ended < end and c.memory), None)
         back.append(_ms(None if first is None else first.ended - start))
+    costs = []  # per down phase: the calls it held (those in flight when it began, and any started in it)
+    for start, end, kind in phases:
+        held = [c for c in calls if c.held > QUICK and c.started < end and c.ended > start]
+        others = [c for c in calls if start <= c.started < end and c not in held]
+        costs.append(
+            {
+                "kind": kind,
+                "calls_held": len(held),
+                "in_flight_when_down": sum(c.started < start for c in held),
+                "with_memory": sum(c.memory for c in held),
+                "max_held_ms": _ms(max((c.held for c in held), default=None)),
+                "other_calls": len(others),
+                "other_lookups_sent": sum(c.tried for c in others),
+            }
+        )
     paid = [c for c in calls if c.held > QUICK and not c.memory]
     waited = [c for c in calls if c.held > QUICK and c.memory]
     return {
@@ -247,6 +300,7 @@ def flap_figures(
         "answered": sum(c.answered for c in calls),
         "down_phases": {kind: sum(k == kind for *_, k in phases) for kind in kinds},
         "held_over_budget": sum(c.held > budget + QUICK for c in calls),
+        "cost_per_down_phase": costs,
         "max_held_ms": _ms(max(c.held for c in calls)),
         "max_memory_ms": max(c.memory_ms or 0.0 for c in calls),
         "paid_without_memory": len(paid),
@@ -272,3 +326,39 @@ def flap_figures(
 def raw(calls: list[Call]) -> list[dict[str, Any]]:
     """The calls, for the JSON results."""
     return [{**asdict(c), "held": round(c.held, 4)} for c in calls]
+
+
+def failed_operations(url: str, bank: str) -> int:
+    response = httpx.get(
+        f"{url}/v1/default/banks/{bank}/operations", params={"status": "failed", "limit": 1}, timeout=30
+    )
+    response.raise_for_status()
+    return int(response.json()["total"])
+
+
+def stored_once(
+    url: str, stored: list[tuple[str, str, list[str]]], timeout: float = 120.0
+) -> list[dict[str, Any]]:
+    """For each run ``(name, bank, markers)`` (one marker per turn it stored): how many of its turns are in
+    its bank's documents once, not at all, or more often, once the server has finished with them."""
+    out = []
+    for name, bank, wanted in stored:
+        deadline = time.monotonic() + timeout
+        while True:
+            text = "\n".join(document_text(url, bank, d["id"]) or "" for d in documents(url, bank))
+            counts = [text.count(m) for m in wanted]
+            if (all(counts) and not retains_running(url, bank)) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        out.append(
+            {
+                "scenario": name,
+                "turns": len(wanted),
+                "stored_once": sum(c == 1 for c in counts),
+                "missing": sum(c == 0 for c in counts),
+                "more_than_once": sum(c > 1 for c in counts),
+                "memory_blocks_stored": text.count(MEMORY_OPEN),
+                "failed_operations": failed_operations(url, bank),
+            }
+        )
+    return out

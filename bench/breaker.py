@@ -43,29 +43,30 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-import httpx
-
 import hindsight_litellm as hl
 from bench._common import machine, server_url, summary, wait_idle, write_json
 from bench._outage import (
     QUICK,
     BreakerWatch,
     Call,
+    GCPauses,
     Timetable,
     Wave,
     flap_figures,
     outage_figures,
     raw,
     steady,
+    stored_once,
     to_call,
     waves,
 )
+from bench.report_breaker import console_table
 from hindsight_core import MemorySettings
 from hindsight_core.breaker import PROBE_INTERVALS, PROBE_TIMEOUT, reset_breakers
 from hindsight_core.pipeline import MEMORY_OPEN
 from hindsight_core.storage import default_worker
 from tests.faults import CuttableProxy
-from tests.helpers import document_text, documents, retains_running, seed_bank
+from tests.helpers import seed_bank
 from tests.providers import FakeOpenAI
 from tests.reliability.adapters import ADAPTERS, REPLY, Answer, Target
 from tests.reliability.hindsight_faults import Fault, HindsightFaults
@@ -118,6 +119,7 @@ async def warm_up(ask: Callable[[str], Any], question: Callable[[int], str], cou
 async def outage(
     url: str, provider: FakeOpenAI, adapter_name: str, kind: str, timing: tuple[float, float]
 ) -> tuple[dict[str, Any], Stored]:
+    provider.clear()  # the request log of earlier runs (the GC walks it)
     bank, tag = new_bank(url, "outage")
     proxy = CuttableProxy(url)
     try:
@@ -152,6 +154,7 @@ async def outage(
 async def concurrent_waves(url: str, provider: FakeOpenAI, tasks: int) -> dict[str, Any]:
     import litellm
 
+    provider.clear()  # the request log of earlier runs (the GC walks it)
     bank, tag = new_bank(url, "waves")
     proxy = CuttableProxy(url)
     question = questions(tag)
@@ -182,7 +185,9 @@ async def concurrent_waves(url: str, provider: FakeOpenAI, tasks: int) -> dict[s
 
     up_after = 10.0
     try:
-        baseline = await waves(plain, Timetable([]), tasks=tasks, interval=0.5, until=_count(3), limit=60)
+        await waves(plain, Timetable([]), tasks=10, interval=0.5, until=_count(1), limit=60, first_index=-10)
+        with GCPauses() as plain_collector:
+            baseline = await waves(plain, Timetable([]), tasks=tasks, interval=0.5, until=_count(3), limit=60)
         # A warm-up wave (imports, first connections) with a long budget: on this 2-core machine 50
         # recalls at once can take the server longer than the 5 s budget, and a lookup that times out
         # opens the breaker.
@@ -199,9 +204,10 @@ async def concurrent_waves(url: str, provider: FakeOpenAI, tasks: int) -> dict[s
         def back(done: list[Wave]) -> bool:
             return done[-1].started > up_after and any(c.memory for c in done[-1].calls)
 
-        done = await waves(
-            one, timetable, tasks=tasks, interval=0.5, until=back, limit=up_after + 8.0, offset=0.1
-        )
+        with GCPauses() as collector:
+            done = await waves(
+                one, timetable, tasks=tasks, interval=0.5, until=back, limit=up_after + 8.0, offset=0.1
+            )
         timetable.stop()
     finally:
         proxy.close()
@@ -225,6 +231,11 @@ async def concurrent_waves(url: str, provider: FakeOpenAI, tasks: int) -> dict[s
         "warm_wave_with_memory": f"{sum(c.memory for c in warm[0].calls)}/{len(warm[0].calls)}",
         "warm_wave_seconds": round(max(c.ended for c in warm[0].calls) - warm[0].started, 3),
         "warm_wave_errors": sorted({c.error or "" for c in warm[0].calls if not c.memory})[:3],
+        "later_memory_ms": {
+            k: round(v, 2) for k, v in summary([c.memory_ms or 0.0 for c in later]).items() if k != "n"
+        },
+        "gc_pauses": collector.figures(),
+        "plain_gc_pauses": plain_collector.figures(),
         "later_held_ms": {
             k: round(v * 1000, 1) for k, v in summary([c.held for c in later]).items() if k != "n"
         },
@@ -243,6 +254,7 @@ def _count(n: int) -> Callable[[list[Wave]], bool]:
 
 
 async def flapping(url: str, provider: FakeOpenAI) -> tuple[dict[str, Any], Stored]:
+    provider.clear()  # the request log of earlier runs (the GC walks it)
     bank, tag = new_bank(url, "flap")
     proxy = CuttableProxy(url)
     events: list[tuple[float, str, Callable[[], None]]] = []
@@ -270,6 +282,7 @@ async def flapping(url: str, provider: FakeOpenAI) -> tuple[dict[str, Any], Stor
     result = {
         "scenario": "litellm.completion, flapping (up 2 s, down 2 s: hung, refused in turn)",
         "storage_flushed": flushed,
+        "phases": [[round(start, 3), round(end, 3), kind] for start, end, kind in phases],
         **flap_figures(calls, phases, BUDGET, FLAP_DURATION),
         "raw": raw(calls),
     }
@@ -277,10 +290,11 @@ async def flapping(url: str, provider: FakeOpenAI) -> tuple[dict[str, Any], Stor
 
 
 async def reflect_fallback(url: str, provider: FakeOpenAI) -> tuple[dict[str, Any], Stored]:
+    provider.clear()  # the request log of earlier runs (the GC walks it)
     bank, tag = new_bank(url, "reflect")
     faults = HindsightFaults(url)
     question = questions(tag)
-    rows = []
+    rows: list[dict[str, Any]] = []
     asked: list[str] = []
     try:
         cases: tuple[tuple[str, Fault, dict[str, Any]], ...] = (
@@ -297,11 +311,15 @@ async def reflect_fallback(url: str, provider: FakeOpenAI) -> tuple[dict[str, An
                 faults.url, bank, None, provider, default_worker(), {"use_reflect": True, **options}
             )
             adapter = ADAPTERS["litellm.completion"](target)
+            if not asked:  # first use of LiteLLM in this process, when the scenario runs alone
+                await warm_up(adapter.ask, question, count=1)
+                asked.append(f"[{tag}-{-1:04d}]")
             faults.fail("reflect", fault)
             for _ in range(2):
-                asked.append(f"[{tag}-{len(asked):04d}]")
+                index = len(rows)
+                asked.append(f"[{tag}-{index:04d}]")
                 started = time.perf_counter()
-                answer = await adapter.ask(question(len(asked) - 1))
+                answer = await adapter.ask(question(index))
                 held = time.perf_counter() - started
                 record = answer.record
                 rows.append(
@@ -328,95 +346,6 @@ async def reflect_fallback(url: str, provider: FakeOpenAI) -> tuple[dict[str, An
         "storage_flushed": flushed,
     }
     return result, {"scenario": "reflect fallback", "bank": bank, "markers": asked}
-
-
-def failed_operations(url: str, bank: str) -> int:
-    response = httpx.get(
-        f"{url}/v1/default/banks/{bank}/operations", params={"status": "failed", "limit": 1}, timeout=30
-    )
-    response.raise_for_status()
-    return int(response.json()["total"])
-
-
-def stored_once(url: str, stored: list[Stored], timeout: float = 120.0) -> list[dict[str, Any]]:
-    """For each run: how many of its turns are in its bank's documents once, not at all, or more often."""
-    out = []
-    for run in stored:
-        bank, wanted = run["bank"], run["markers"]
-        deadline = time.monotonic() + timeout
-        while True:
-            text = "\n".join(document_text(url, bank, d["id"]) or "" for d in documents(url, bank))
-            counts = [text.count(m) for m in wanted]
-            if (all(counts) and not retains_running(url, bank)) or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        out.append(
-            {
-                "scenario": run["scenario"],
-                "turns": len(wanted),
-                "stored_once": sum(c == 1 for c in counts),
-                "missing": sum(c == 0 for c in counts),
-                "more_than_once": sum(c > 1 for c in counts),
-                "memory_blocks_stored": text.count(MEMORY_OPEN),
-                "failed_operations": failed_operations(url, bank),
-            }
-        )
-    return out
-
-
-# -------------------------------------------------------------------------------------------------- report
-
-
-def _ms(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.0f} ms"
-
-
-def table(results: dict[str, Any]) -> list[str]:
-    lines = [
-        f"{'scenario':36s} {'calls':>5s} {'first held':>10s} {'later max':>9s} {'>50ms':>5s} "
-        f"{'memory max':>10s} {'found':>7s} {'recovery':>8s} {'no-mem after':>12s}"
-    ]
-    rows = [*results.get("outages", []), *([results["waves"]] if "waves" in results else [])]
-    for row in rows:
-        lines.append(
-            f"{row['scenario']:36.36s} {row['calls']:5d} {_ms(row['first_held_ms']):>10s} "
-            f"{_ms(row['later_max_held_ms']):>9s} {row['later_held_over_quick']:5d} "
-            f"{row['later_max_memory_ms']:7.1f} ms {_ms(row['probe_found_ms']):>7s} "
-            f"{_ms(row['recovery_ms']):>8s} {row['calls_without_memory_after_up']:12d}"
-        )
-    if "waves" in results:
-        waves = results["waves"]
-        lines.append(
-            f"waves: later calls held p50 {waves['later_held_ms']['p50']:.0f} ms, max "
-            f"{waves['later_held_ms']['max']:.0f} ms; the same waves without memory (plain LiteLLM) p50 "
-            f"{waves['plain_held_ms']['p50']:.0f} ms, max {waves['plain_held_ms']['max']:.0f} ms"
-        )
-    if "flap" in results:
-        flap = results["flap"]
-        lines += [
-            f"flapping: {flap['calls']} calls, {flap['answered']} answered, held > budget "
-            f"{flap['held_over_budget']} (max {_ms(flap['max_held_ms'])}, memory's part max "
-            f"{flap['max_memory_ms']:.0f} ms); down phases {flap['down_phases']}",
-            f"flapping: held > 50 ms without memory {flap['paid_without_memory']} (max "
-            f"{_ms(flap['paid_max_held_ms'])}, by phase of their start {flap['paid_by_phase']}); "
-            f"held > 50 ms with memory {flap['waited_with_memory']} (max "
-            f"{_ms(flap['waited_max_held_ms'])}, p50 of calls with memory "
-            f"{_ms(flap['with_memory_held_p50_ms'])})",
-            f"flapping: up-phase calls with memory {flap['up_with_memory']}/{flap['up_calls']} "
-            f"({flap['up_share_with_memory']:.0%}); memory back after each up (ms) "
-            f"{flap['memory_back_after_up_ms']}",
-        ]
-    for row in results.get("reflect", {}).get("calls", []):
-        lines.append(
-            f"reflect: {row['case']}: memory in prompt {row['memory_in_prompt']}, mode {row['mode']}, held "
-            f"{row['held_ms']:.0f} ms, fallback {row['fallback']!r:.70}"
-        )
-    for row in results["storage"]:
-        lines.append(
-            f"storage: {row['scenario']}: {row['stored_once']}/{row['turns']} turns stored once, "
-            f"{row['missing']} missing, {row['more_than_once']} more than once"
-        )
-    return lines
 
 
 OUTAGES = (
@@ -469,7 +398,7 @@ async def run(url: str, tasks: int, only: set[str]) -> dict[str, Any]:
             stored.append(turns)
             done()
     done = stage("storage")
-    results["storage"] = stored_once(url, stored)
+    results["storage"] = stored_once(url, [(r["scenario"], r["bank"], r["markers"]) for r in stored])
     done()
     return results
 
@@ -504,7 +433,7 @@ def main() -> None:
         **results,
         "seconds": round(time.perf_counter() - started, 1),
     }
-    for line in table(results):
+    for line in console_table(results):
         print(line, file=sys.stderr)
     write_json(args.json, results)
 
