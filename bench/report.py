@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from bench import report_breaker as breaker
 from bench import report_memory_costs as memory_costs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -190,6 +191,7 @@ def headline(results: R) -> list[str]:
         ]
         lines.append("- **Import time**: " + "; ".join(parts) + ".")
     lines += memory_costs.headline_items(results)
+    lines += breaker.headline_items(results)
     lines += ["", f"![benchmark plots]({PLOT_LINK})", ""]
     return lines
 
@@ -928,6 +930,7 @@ def render(results: R) -> None:
         *micro_section(results),
         *memory_costs.prompt_cache_section(results),
         *memory_costs.agent_loop_section(results),
+        *breaker.breaker_section(results),
         *findings(results),
     ]
     if not plotted:

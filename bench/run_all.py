@@ -241,6 +241,10 @@ def main() -> None:
                 ],
                 results,
             )
+        if "breaker" not in skip:
+            results["breaker"] = step(
+                "breaker", [python, "-m", "bench.breaker", *server, *json_flag("breaker")], results
+            )
         # Last: storing hundreds of turns leaves the server busy (consolidation) for minutes.
         if "storage" not in skip:
             results["storage"] = step(
@@ -277,6 +281,7 @@ STEPS = (
     "concurrency",
     "prompt_cache",
     "agent_loop",
+    "breaker",
     "storage",
 )
 

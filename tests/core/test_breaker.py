@@ -1,13 +1,22 @@
 """The circuit breaker's states and transitions, with a probe the test controls (no server, no timing
-asserts: the probe is released by the test and waited for by events)."""
+asserts: the probe is released by the test and waited for by events); and lookups that end without a
+verdict while half-open (cancelled, interrupted), against a hung loopback socket."""
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import threading
+import time
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from hindsight_core.breaker import PROBE_INTERVALS, BreakerState, ServerBreaker
+from hindsight_core import MemoryPipeline, MemorySettings
+from hindsight_core.breaker import PROBE_INTERVALS, BreakerState, ServerBreaker, breaker_for, reset_breakers
+from hindsight_core.errors import APITimeoutError
+from tests.faults import CuttableProxy
 
 
 class Probe:
@@ -136,3 +145,160 @@ def test_the_probe_stops_once_the_breaker_is_not_open(state_after: str) -> None:
     if prober is not None:
         prober.join(5)
         assert not prober.is_alive()
+
+
+# --------------------------------------------------------------------- a trial that ends without a verdict
+
+
+def test_an_admission_ended_without_a_verdict_gives_the_trial_back() -> None:
+    probe = Probe()
+    breaker = _breaker(probe)
+    assert breaker.admit() is not None  # closed: every lookup, no trial to give back
+    probe.answer = True
+    breaker.unreachable("the connection failed")
+    assert breaker.wait_available(10)
+    admission = breaker.admit()
+    assert admission is not None
+    with admission as trial:
+        assert trial.trial
+        assert breaker.admit() is None  # one trial at a time
+    assert state(breaker) is BreakerState.HALF_OPEN
+    again = breaker.admit()
+    assert again is not None
+    assert again.trial  # the next lookup is the trial
+
+
+def test_an_admission_with_a_verdict_or_a_stale_one_gives_nothing_back() -> None:
+    probe = Probe()
+    breaker = _breaker(probe)
+    probe.answer = True
+    breaker.unreachable("the connection failed")
+    assert breaker.wait_available(10)
+    first = breaker.admit()
+    assert first is not None
+    with first:
+        breaker.unreachable("it did not answer in time")  # the verdict: open again
+    assert state(breaker) is BreakerState.OPEN  # leaving the block did not touch it
+    assert breaker.wait_available(10)  # the probe half-opens it again
+    second = breaker.admit()
+    assert second is not None
+    assert second.trial
+    with first:  # the old trial's admission, ended again: it is not the trial any more
+        pass
+    assert breaker.admit() is None  # the second trial is still out
+    with second:
+        breaker.reached()
+    assert state(breaker) is BreakerState.CLOSED
+
+
+class Interrupted(BaseException):
+    """What the test's SIGINT handler raises in the main thread (as Ctrl-C would)."""
+
+
+@pytest.fixture
+def hung() -> Iterator[CuttableProxy]:
+    """A server that accepts connections and never answers (nothing behind it)."""
+    proxy = CuttableProxy("http://127.0.0.1:9")
+    proxy.hang()
+    try:
+        yield proxy
+    finally:
+        proxy.close()
+
+
+@pytest.fixture
+def half_open(hung: CuttableProxy) -> Iterator[ServerBreaker]:
+    """The hung server's breaker, half-open: its probe (the test's) answered, the next lookup is the
+    trial."""
+    reset_breakers()
+    probe = Probe()
+    probe.answer = True
+    breaker = breaker_for(hung.url, probe=probe)
+    breaker.unreachable("the connection failed")
+    assert breaker.wait_available(10)
+    assert state(breaker) is BreakerState.HALF_OPEN
+    try:
+        yield breaker
+    finally:
+        reset_breakers()
+
+
+def _settings(url: str, **options: Any) -> MemorySettings:
+    defaults: dict[str, Any] = {"recall_timeout": 60.0, "max_retries": 0, "store_conversations": False}
+    return MemorySettings(hindsight_api_url=url, bank_id="breaker-trial", **{**defaults, **options})
+
+
+def _ask(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+def _connected(proxy: CuttableProxy, after: int) -> bool:
+    return proxy.accepted > after
+
+
+async def _in_flight(proxy: CuttableProxy, after: int, task: asyncio.Task[Any]) -> None:
+    """Wait until ``task``'s lookup has reached the hung server (it then waits for an answer)."""
+    deadline = time.monotonic() + 30
+    while not _connected(proxy, after):
+        assert not task.done(), "the lookup was not let through to the server"
+        assert time.monotonic() < deadline, "the lookup never reached the server"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_cancelled_async_lookup_gives_the_trial_back_and_the_next_call_is_the_trial(
+    hung: CuttableProxy, half_open: ServerBreaker
+) -> None:
+    pipeline = MemoryPipeline(source="test-breaker")
+    settings = _settings(hung.url)
+    for attempt in range(2):  # the trial, cancelled; then the next call: let through as the trial again
+        before = hung.accepted
+        task = asyncio.create_task(pipeline.aprepare(_ask(f"What do I like? ({attempt})"), settings))
+        await _in_flight(hung, before, task)
+        assert half_open.admit() is None  # the trial is out: other lookups skip
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert state(half_open) is BreakerState.HALF_OPEN  # no verdict: still waiting for one
+
+
+def test_an_interrupted_sync_lookup_gives_the_trial_back(
+    hung: CuttableProxy, half_open: ServerBreaker
+) -> None:
+    def interrupt(signum: int, frame: object) -> None:
+        raise Interrupted
+
+    main = threading.main_thread().ident
+    assert main == threading.get_ident()  # the lookup runs where SIGINT is handled
+    before = hung.accepted
+
+    def ctrl_c() -> None:
+        deadline = time.monotonic() + 30
+        while not _connected(hung, before) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        signal.pthread_kill(main, signal.SIGINT)
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    presser = threading.Thread(target=ctrl_c)
+    try:
+        presser.start()
+        with pytest.raises(Interrupted):
+            MemoryPipeline(source="test-breaker").prepare(_ask("What do I like?"), _settings(hung.url))
+    finally:
+        presser.join(30)
+        signal.signal(signal.SIGINT, previous)
+    assert _connected(hung, before)  # it was interrupted while waiting for the server
+    trial = half_open.admit()
+    assert trial is not None
+    assert trial.trial
+
+
+def test_a_strict_reflect_timeout_says_nothing_about_the_server_and_gives_the_trial_back(
+    hung: CuttableProxy, half_open: ServerBreaker
+) -> None:
+    settings = _settings(hung.url, use_reflect=True, strict=True, reflect_timeout=0.4, recall_timeout=5.0)
+    with pytest.raises(APITimeoutError):  # strict: raised, no recall fallback
+        MemoryPipeline(source="test-breaker").prepare(_ask("What do I like?"), settings)
+    assert state(half_open) is BreakerState.HALF_OPEN
+    trial = half_open.admit()
+    assert trial is not None
+    assert trial.trial

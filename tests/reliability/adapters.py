@@ -46,7 +46,8 @@ class Target:
 
     url: str
     bank: str
-    session: str
+    session: str | None
+    """None: no session, each conversation is stored in a document of its own."""
     provider: FakeOpenAI
     worker: StorageWorker
     options: dict[str, Any] = field(default_factory=dict)

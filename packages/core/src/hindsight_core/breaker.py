@@ -14,8 +14,10 @@ States, per server (its URL), shared by every adapter, by sync and async code, a
     The probe got an answer. The next lookup goes to the server as a trial (one at a time; the others
     still skip); if it succeeds the breaker closes, if it cannot reach the server the breaker opens again
     and the probe resumes, waiting twice as long before each next trial (up to a minute) while trials keep
-    failing, so a server whose health check answers but whose lookups hang costs few calls. A storage
-    request that gets an answer closes it as well.
+    failing, so a server whose health check answers but whose lookups hang costs few calls. A trial that
+    ends with neither (the caller's task cancelled, the caller interrupted, an error that says nothing
+    about the server) gives its turn back: the next lookup is the trial (:meth:`ServerBreaker.admit`). A
+    storage request that gets an answer closes it as well.
 
 Only failures to reach the server open the breaker: an answer, even an error status (4xx, 5xx), proves
 the server reachable and does not (a slow server that answers within the budget keeps it closed; the
@@ -35,6 +37,7 @@ __all__ = [
     "PROBE_INTERVALS",
     "PROBE_TIMEOUT",
     "TRIAL_BACKOFF_MAX",
+    "Admission",
     "BreakerState",
     "ServerBreaker",
     "breaker_for",
@@ -59,6 +62,29 @@ class BreakerState(str, Enum):
     HALF_OPEN = "half_open"
 
 
+class Admission:
+    """A lookup the breaker let through (:meth:`ServerBreaker.admit`), as a context manager around it.
+
+    The lookup reports what it found out to the breaker (:meth:`ServerBreaker.reached`,
+    :meth:`ServerBreaker.unreachable`). A trial (``trial``: let through while half-open) that leaves the
+    ``with`` block with neither reported gives the trial back, so that the next lookup is let through as
+    the trial instead of every lookup skipping memory for good. Leaving it costs nothing otherwise.
+    """
+
+    __slots__ = ("breaker", "trial")
+
+    def __init__(self, breaker: ServerBreaker, trial: bool) -> None:
+        self.breaker = breaker
+        self.trial = trial
+
+    def __enter__(self) -> Admission:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.trial:
+            self.breaker._give_back(self)
+
+
 class ServerBreaker:
     """The breaker of one server. Thread-safe; nothing here blocks except :meth:`wait_available`."""
 
@@ -71,7 +97,8 @@ class ServerBreaker:
         self._state = BreakerState.CLOSED
         self._opened_at = 0.0
         self._reason = ""
-        self._trial = False
+        self._trial: Admission | None = None  # the lookup let through as the trial, while half-open
+        self._closed = Admission(self, trial=False)  # what admit() hands out while closed
         self._failed_trials = 0
         self._next_probe = 0.0
         self._prober: threading.Thread | None = None
@@ -120,29 +147,43 @@ class ServerBreaker:
 
     # ------------------------------------------------------------------------------------------- lookups
 
-    def allow_lookup(self) -> bool:
-        """Whether a memory lookup may go to the server now (False: skip it, fail open at once)."""
-        state = self._state
+    def admit(self) -> Admission | None:
+        """Let a memory lookup go to the server now, or None: skip it (open, or half-open with the trial
+        taken), fail open at once. Use the admission as a context manager around the lookup: a trial that
+        ends without a verdict is given back on exit."""
+        state = self._state  # read without the lock: closed is the common case
         if state is BreakerState.CLOSED:
-            return True
+            return self._closed
         with self._lock:
             if self._state is BreakerState.CLOSED:
-                return True
-            if self._state is BreakerState.HALF_OPEN and not self._trial:
-                self._trial = True
-                return True
-            return False
+                return self._closed
+            if self._state is BreakerState.HALF_OPEN and self._trial is None:
+                self._trial = Admission(self, trial=True)
+                return self._trial
+            return None
+
+    def allow_lookup(self) -> bool:
+        """Whether a memory lookup may go to the server now (False: skip it, fail open at once). A trial
+        taken here is held until :meth:`reached` or :meth:`unreachable`; :meth:`admit` also gives it back
+        when the lookup ends without either."""
+        return self.admit() is not None
+
+    def _give_back(self, admission: Admission) -> None:
+        """The trial ``admission`` ended without a verdict: the next lookup may be the trial."""
+        with self._lock:
+            if self._trial is admission:  # still half-open, waiting for this trial's verdict
+                self._trial = None
 
     # ------------------------------------------------------------------------------------------- outcomes
 
     def reached(self) -> None:
         """The server answered a request (whatever its status): close."""
-        if self._state is BreakerState.CLOSED and not self._trial:
+        if self._state is BreakerState.CLOSED and self._trial is None:
             return
         with self._changed:
             was_open = self._state is BreakerState.OPEN
             self._state = BreakerState.CLOSED
-            self._trial = False
+            self._trial = None
             self._failed_trials = 0
             self._changed.notify_all()
         if was_open:
@@ -151,7 +192,8 @@ class ServerBreaker:
     def unreachable(self, reason: str) -> None:
         """A request could not reach the server (refused, reset, timed out): open, probe in the background."""
         with self._changed:
-            if self._state is BreakerState.HALF_OPEN and self._trial:  # the probe passed, the trial did not
+            # the probe passed, the trial did not
+            if self._state is BreakerState.HALF_OPEN and self._trial is not None:
                 self._failed_trials += 1
             if self._state is not BreakerState.OPEN:  # newly open: probe soon (already open: on schedule)
                 now = time.monotonic()
@@ -165,7 +207,7 @@ class ServerBreaker:
                 self._next_probe = now + min(wait, TRIAL_BACKOFF_MAX)
             self._state = BreakerState.OPEN
             self._reason = reason
-            self._trial = False
+            self._trial = None
             self._changed.notify_all()
             self._start_prober_locked()
 
@@ -214,7 +256,7 @@ class ServerBreaker:
                     return
                 if answered:
                     self._state = BreakerState.HALF_OPEN
-                    self._trial = False
+                    self._trial = None
                     self._prober = None
                     self._changed.notify_all()
                 else:
@@ -230,7 +272,7 @@ class ServerBreaker:
         with self._changed:
             self._generation += 1
             self._state = BreakerState.CLOSED
-            self._trial = False
+            self._trial = None
             self._failed_trials = 0
             self._prober = None
             self._changed.notify_all()

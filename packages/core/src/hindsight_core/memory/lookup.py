@@ -4,7 +4,9 @@ A call gets no lookup of its own when it continues a user message whose lookup w
 :class:`~hindsight_core.lookups.LookupCache`), when it has nothing to look up, or when the server's circuit
 breaker (:mod:`hindsight_core.breaker`) is open: then it goes on at once, without memory. Otherwise it
 recalls, or reflects; a reflect that fails or is too slow (the server's LLM is down or busy) falls back to
-a recall within what is left of the reflect budget, and the record says so.
+a recall within what is left of the reflect budget, and the record says so. The lookup runs inside the
+breaker's admission: a half-open trial that ends without telling whether the server answered (the task
+cancelled, the caller interrupted, a reflect timeout that is not retried as a recall) is given back.
 
 Budgets in reflect mode: ``reflect_timeout`` bounds the whole lookup. Reflect gets all of it but the recall
 fallback's share (``recall_timeout``, at most half); the fallback gets what is left, at most
@@ -18,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Hashable, Sequence
 
-from ..breaker import ServerBreaker, breaker_for
+from ..breaker import Admission, ServerBreaker, breaker_for
 from ..connection import async_client, sync_client
 from ..errors import (
     APIConnectionError,
@@ -73,9 +75,26 @@ class Lookup:
         started = time.perf_counter()
         plan = plan_call(messages, settings, model, turn, self._fail)
         reused = self._reused(plan)
-        breaker = self._breaker(plan) if reused is None else None
-        if breaker is None:
+        admission = self._admit(plan) if reused is None else None
+        if admission is None:
             return apply_response(plan, reused, started)
+        with admission:  # a trial that ends without a verdict (interrupted, say) is given back
+            return self._look_up(plan, admission.breaker, started)
+
+    async def aprepare(
+        self, messages: Sequence[Message], settings: MemorySettings, model: str | None, turn: Hashable | None
+    ) -> MemoryCall:
+        started = time.perf_counter()
+        plan = plan_call(messages, settings, model, turn, self._fail)
+        reused = self._reused(plan)
+        admission = self._admit(plan) if reused is None else None
+        if admission is None:
+            return apply_response(plan, reused, started)
+        with admission:  # a trial that ends without a verdict (the task cancelled, say) is given back
+            return await self._alook_up(plan, admission.breaker, started)
+
+    def _look_up(self, plan: Plan, breaker: ServerBreaker, started: float) -> MemoryCall:
+        settings = plan.call.settings
         query, bank, budget = plan.query or "", settings.bank_id or "", _Budget(settings)
         client = sync_client(settings.connection)
         response: Response | None = None
@@ -100,15 +119,8 @@ class Lookup:
         self._timed(plan, "recall", at)
         return self._answered(plan, breaker, response, started)
 
-    async def aprepare(
-        self, messages: Sequence[Message], settings: MemorySettings, model: str | None, turn: Hashable | None
-    ) -> MemoryCall:
-        started = time.perf_counter()
-        plan = plan_call(messages, settings, model, turn, self._fail)
-        reused = self._reused(plan)
-        breaker = self._breaker(plan) if reused is None else None
-        if breaker is None:
-            return apply_response(plan, reused, started)
+    async def _alook_up(self, plan: Plan, breaker: ServerBreaker, started: float) -> MemoryCall:
+        settings = plan.call.settings
         query, bank, budget = plan.query or "", settings.bank_id or "", _Budget(settings)
         client = async_client(settings.connection)
         response: Response | None = None
@@ -146,16 +158,18 @@ class Lookup:
             plan.call.record.lookup_reused = True
         return response
 
-    def _breaker(self, plan: Plan) -> ServerBreaker | None:
-        """The breaker to report the lookup's outcome to, or None when no request is to be made: nothing
-        to look up, or the server's circuit open (then memory is skipped at once)."""
+    def _admit(self, plan: Plan) -> Admission | None:
+        """The breaker's admission of the lookup (its breaker is told the outcome), or None when no
+        request is to be made: nothing to look up, or the server's circuit open (then memory is skipped at
+        once)."""
         if plan.query is None:
             return None
         settings, record = plan.call.settings, plan.call.record
         connection = settings.connection
         breaker = breaker_for(connection.base_url, connection.api_key)
-        if breaker.allow_lookup():
-            return breaker
+        admission = breaker.admit()
+        if admission is not None:
+            return admission
         record.skipped_reason = "the Hindsight server cannot be reached (lookups skipped until it answers)"
         self._fail(
             record, settings, APIConnectionError(breaker.describe(), operation=record.mode, url=breaker.url)
