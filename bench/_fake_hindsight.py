@@ -3,7 +3,7 @@
 For benchmarks that measure *our* CPU, not the server's: every recall gets the same recorded answer (the
 facts given on the command line, in the real server's response shape), every retain is acknowledged as
 an accepted async operation and counted. ``GET /_stats`` returns the counts (retain requests, retained
-items, recalls), ``POST /_stats/reset`` zeroes them.
+items, the turns in them, recalls), ``POST /_stats/reset`` zeroes them.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 _lock = threading.Lock()
-_stats = {"retain_requests": 0, "retained_items": 0, "recalls": 0}
+_stats = {"retain_requests": 0, "retained_items": 0, "retained_turns": 0, "recalls": 0}
 
 
 def recall_answer(facts: list[str]) -> bytes:
@@ -84,15 +84,22 @@ class _Handler(BaseHTTPRequestHandler):
                 _stats["recalls"] += 1
             self._send(200, self.recall_body)
         elif self.path.endswith("/memories"):
-            items = len(body.get("items", [])) if isinstance(body, dict) else 0
+            items = body.get("items", []) if isinstance(body, dict) else []
+            # A turn starts with the user's line; one conversation's turns sent together are one item.
+            turns = sum(
+                line.startswith("user: ")
+                for item in items
+                for line in str(item.get("content", "")).splitlines()
+            )
             with _lock:
                 _stats["retain_requests"] += 1
-                _stats["retained_items"] += items
+                _stats["retained_items"] += len(items)
+                _stats["retained_turns"] += turns
             bank = self.path.split("/")[4]
             answer = {
                 "success": True,
                 "bank_id": bank,
-                "items_count": items,
+                "items_count": len(items),
                 "async": True,
                 "operation_id": (body or {}).get("operation_id") or str(uuid.uuid4()),
             }

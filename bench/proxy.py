@@ -238,7 +238,7 @@ async def load(url: str, clients: int, total: int, *, run: str, shared_bank: boo
 def _drain(hindsight: FakeHindsight, expected: int, timeout: float = 30.0) -> dict[str, int]:
     deadline = time.monotonic() + timeout
     stats = hindsight.stats()
-    while stats["retained_items"] < expected and time.monotonic() < deadline:
+    while stats["retained_turns"] < expected and time.monotonic() < deadline:
         time.sleep(0.1)
         stats = hindsight.stats()
     time.sleep(0.3)  # anything still in flight
@@ -264,7 +264,7 @@ def _rounds(
             assert proxy.process is not None
             stores = hook.partition("@")[0] in ("memory", "storage_only")
             if stores:
-                _drain(hindsight, hindsight.stats()["retained_items"])
+                _drain(hindsight, hindsight.stats()["retained_turns"])
             hindsight.reset()
             run = f"{hook}-{clients}-{tag}-{number}"
             cpu_before = cpu_seconds(proxy.process.pid)
@@ -291,7 +291,7 @@ def _rounds(
             "p99_ms": round(1000 * percentile(latencies, 99), 1),
             "recalls": stats.get("recalls", 0),
             "retain_requests": stats.get("retain_requests", 0),
-            "stored_turns": stats.get("retained_items", 0),
+            "stored_turns": stats.get("retained_turns", 0),
         }
         if row["stored_turns"]:
             row["retain_requests_per_turn"] = round(row["retain_requests"] / row["stored_turns"], 3)

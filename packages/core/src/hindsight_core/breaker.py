@@ -9,7 +9,8 @@ States, per server (its URL), shared by every adapter, by sync and async code, a
     skip at once (the call goes on without memory, no network), and no user call is used to find out
     whether the server is back: one background *probe* per server (``GET /health`` with a short timeout,
     on a daemon thread, never on a caller's thread or event loop) checks at growing intervals (0.5 s,
-    1 s, then every 2 s). Storage holds its sends while the server is open and resumes when it is not.
+    1 s, then every 1.5 s, counted from the start of each check). Storage holds its sends while the
+    server is open and resumes when it is not.
 ``half_open``
     The probe got an answer. The next lookup goes to the server as a trial (one at a time; the others
     still skip); if it succeeds the breaker closes, if it cannot reach the server the breaker opens again
@@ -44,8 +45,10 @@ __all__ = [
     "reset_breakers",
 ]
 
-PROBE_INTERVALS = (0.5, 1.0, 2.0)
-"""Seconds between probes of a server that cannot be reached: these, then the last one, repeated."""
+PROBE_INTERVALS = (0.5, 1.0, 1.5)
+"""Seconds from the start of one probe of a server that cannot be reached to the start of the next: these,
+then the last one, repeated (a hung server's probe takes its whole timeout, which is inside the interval, so
+a server that answers again is found within 1.5 s of probe time)."""
 PROBE_TIMEOUT = 1.0
 """Seconds a probe waits for the server's answer."""
 TRIAL_BACKOFF_MAX = 60.0
@@ -246,6 +249,7 @@ class ServerBreaker:
                 if delay > 0:
                     self._changed.wait(delay)
                     continue
+            started = time.monotonic()
             try:
                 answered = self._probe(PROBE_TIMEOUT)
             except Exception:
@@ -262,7 +266,7 @@ class ServerBreaker:
                 else:
                     attempt += 1
                     interval = self._intervals[min(attempt, len(self._intervals) - 1)]
-                    self._next_probe = time.monotonic() + interval
+                    self._next_probe = started + interval
                     continue
             self._notify_available()
             return
