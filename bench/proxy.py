@@ -17,8 +17,9 @@ the machine's load hits every hook alike. The proxy's CPU
 time (user + system, from ``/proc``, children included) is read before the load and after storage has
 drained (every stored turn acknowledged by the stand-in), so storage's cost is in the figure. Reported:
 CPU ms per request, requests per second, p50/p99 latency as the clients saw it, and retain requests per
-stored turn. ``--shared-bank`` sends every client's turns to one bank (a team bank): how far the storage
-worker's batching goes when many turns arrive for one bank.
+stored turn. ``--banks shared`` sends every client's turns to one bank (a team bank): how far the storage
+worker's batching goes when many turns arrive for one bank. ``--before PYTHON`` runs the memory hooks of
+another checkout (its venv's interpreter) in the same interleaved rounds, for before/after figures.
 
 Run: ``uv run python -m bench.proxy [--levels 10,50] [--requests 600] [--hooks baseline,memory,...]``.
 """
@@ -302,6 +303,12 @@ def _rounds(
 
 
 def _print(rows: list[dict[str, Any]]) -> None:
+    for banks in dict.fromkeys(r.get("banks", "own") for r in rows):
+        print(f"-- {'each client its own bank' if banks == 'own' else 'every client one team bank'}")
+        _print_mode([r for r in rows if r.get("banks", "own") == banks])
+
+
+def _print_mode(rows: list[dict[str, Any]]) -> None:
     print(
         f"{'hook':<18} {'C':>3} {'CPU ms/req':>10} {'+ over base':>11} {'req/s':>7} {'ratio':>6} "
         f"{'p50 ms':>7} {'p99 ms':>7} {'retains/turn':>12}"
@@ -330,7 +337,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds per level")
     parser.add_argument("--facts", type=int, default=12)
     parser.add_argument("--workers", type=int, default=1, help="the proxy's --num_workers")
-    parser.add_argument("--shared-bank", action="store_true")
+    parser.add_argument(
+        "--banks",
+        default="own",
+        help="own (each client its own bank), shared (every client one team bank), or both: own,shared",
+    )
+    parser.add_argument("--shared-bank", action="store_true", help="the same as --banks shared")
     parser.add_argument(
         "--before",
         default=None,
@@ -340,6 +352,9 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
+    modes = ["shared"] if args.shared_bank else [m for m in args.banks.split(",") if m]
+    if set(modes) - {"own", "shared"}:
+        parser.error(f"--banks takes own and/or shared, got {args.banks!r}")
     hooks = [h for h in args.hooks.split(",") if h]
     unknown = set(hooks) - set(HOOKS)
     if unknown:
@@ -359,14 +374,15 @@ def main() -> None:
             )
             for hook, python in pythons.items()
         }
-        for clients in levels:
-            for row in _rounds(proxies, hindsight, clients, args.requests, args.rounds, args.shared_bank):
-                rows.append(row)
-                print(json.dumps(row), file=sys.stderr, flush=True)
+        for banks in modes:
+            for clients in levels:
+                shared = banks == "shared"
+                for row in _rounds(proxies, hindsight, clients, args.requests, args.rounds, shared):
+                    rows.append({"banks": banks, **row})
+                    print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     _print(rows)
     write_json(
-        args.json,
-        {"machine": machine(), "workers": args.workers, "shared_bank": args.shared_bank, "rows": rows},
+        args.json, {"machine": machine(), "workers": args.workers, "rounds": args.rounds, "rows": rows}
     )
 
 

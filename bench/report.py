@@ -14,6 +14,7 @@ from typing import Any
 
 from bench import report_breaker as breaker
 from bench import report_memory_costs as memory_costs
+from bench import report_proxy as proxy
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "performance.md"
@@ -192,6 +193,7 @@ def headline(results: R) -> list[str]:
         lines.append("- **Import time**: " + "; ".join(parts) + ".")
     lines += memory_costs.headline_items(results)
     lines += breaker.headline_items(results)
+    lines += proxy.headline_items(results)
     lines += ["", f"![benchmark plots]({PLOT_LINK})", ""]
     return lines
 
@@ -931,6 +933,7 @@ def render(results: R) -> None:
         *memory_costs.prompt_cache_section(results),
         *memory_costs.agent_loop_section(results),
         *breaker.breaker_section(results),
+        *proxy.proxy_section(results),
         *findings(results),
     ]
     if not plotted:

@@ -245,6 +245,21 @@ def main() -> None:
             results["breaker"] = step(
                 "breaker", [python, "-m", "bench.breaker", *server, *json_flag("breaker")], results
             )
+        if "proxy" not in skip:  # a Hindsight stand-in of its own: the server is not used
+            results["proxy"] = step(
+                "proxy",
+                [
+                    python,
+                    "-m",
+                    "bench.proxy",
+                    "--banks",
+                    "own,shared",
+                    "--requests",
+                    "200" if args.quick else "600",
+                    *json_flag("proxy"),
+                ],
+                results,
+            )
         # Last: storing hundreds of turns leaves the server busy (consolidation) for minutes.
         if "storage" not in skip:
             results["storage"] = step(
@@ -282,6 +297,7 @@ STEPS = (
     "prompt_cache",
     "agent_loop",
     "breaker",
+    "proxy",
     "storage",
 )
 
