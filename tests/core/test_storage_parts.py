@@ -28,6 +28,7 @@ from hindsight_core.storage.batching import (
     operation_id,
     retain_items,
 )
+from hindsight_core.storage.claims import Claim, adopt, owner_of, stem_of
 from hindsight_core.storage.connections import ConnectionBook, fallback_connection, key_id, scrub
 from hindsight_core.storage.ledger import Ledger, notify
 from hindsight_core.storage.outbox import (
@@ -529,3 +530,29 @@ def test_the_failure_list_is_bounded() -> None:
         ledger.refuse(entry(str(i)).turn, f"refused {i}")
     assert [e.error for e in ledger.pending_errors()] == ["refused 2", "refused 3", "refused 4"]
     assert ledger.failed == 5
+
+
+# ------------------------------------------------------------------------------------------ claims
+
+
+def test_claims_keep_a_live_owner_s_files_and_hand_over_a_stopped_one_s(tmp_path: Path) -> None:
+    """Two claims on one directory (in one process they are still two locks): a live owner's files are
+    never taken; a released (or dead) owner's files and files of no owner are taken once, by one claim."""
+    mine, theirs = Claim(tmp_path), Claim(tmp_path)
+    assert mine.locked
+    assert theirs.locked
+    assert mine.owner != theirs.owner
+    assert {p.name for p in tmp_path.iterdir()} == {
+        f".owner-{mine.owner}.lock",
+        f".owner-{theirs.owner}.lock",
+    }
+    (tmp_path / f"00000000000000000002-1-1.{theirs.owner}.json").write_text("{}")
+    (tmp_path / "00000000000000000001-1-1.json").write_text("{}")  # written before outboxes were shared
+    assert [p.name for p in adopt(mine)] == [f"00000000000000000001-1-1.{mine.owner}.json"]
+    assert (tmp_path / f"00000000000000000002-1-1.{theirs.owner}.json").exists()  # alive: left alone
+    theirs.release()
+    assert [p.name for p in adopt(mine)] == [f"00000000000000000002-1-1.{mine.owner}.json"]
+    assert not (tmp_path / f".owner-{theirs.owner}.lock").exists()
+    assert adopt(mine) == []
+    assert owner_of(tmp_path / "x.json") is None
+    assert stem_of(tmp_path / f"abc.{mine.owner}.json") == "abc"

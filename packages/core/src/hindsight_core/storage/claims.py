@@ -78,19 +78,25 @@ class Claim:
         if fcntl is None:
             self._no_locks("file locks are not available on this platform")
             return
+        # Locked before it has its name: a lock file others can see is always held while its owner lives
+        # (seen unlocked, it would be taken for a dead owner's and removed).
         path = directory / f"{_LOCK_PREFIX}{self.owner}.lock"
+        temp = directory / f".claim-{self.owner}.tmp"
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         except OSError as exc:
-            self._no_locks(f"cannot create {path.name}: {exc}")
+            self._no_locks(f"cannot create {temp.name}: {exc}")
             return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.write(fd, f"pid {self.pid} on {socket.gethostname()}\n".encode())
+            os.replace(temp, path)
         except OSError as exc:
             os.close(fd)
+            with contextlib.suppress(OSError):
+                temp.unlink()
             self._no_locks(f"{exc.strerror or exc}")
             return
-        os.write(fd, f"pid {self.pid} on {socket.gethostname()}\n".encode())
         self._fd = fd
         self.locked = True
 
