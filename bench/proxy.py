@@ -207,7 +207,7 @@ async def load(url: str, clients: int, total: int, *, run: str, shared_bank: boo
     errors: list[str] = []
     left = iter(range(total))
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+    async with httpx.AsyncClient(timeout=180, limits=limits) as http:
 
         async def client(number: int) -> None:
             for turn, _ in enumerate(left, start=1):
@@ -223,9 +223,13 @@ async def load(url: str, clients: int, total: int, *, run: str, shared_bank: boo
                 if shared_bank:
                     body["hindsight_bank_id"] = f"bench-{run}-team"
                 started = time.perf_counter()
-                response = await http.post(
-                    f"{url}/v1/chat/completions", json=body, headers={"Authorization": "Bearer sk-master"}
-                )
+                try:
+                    response = await http.post(
+                        f"{url}/v1/chat/completions", json=body, headers={"Authorization": "Bearer sk-master"}
+                    )
+                except httpx.HTTPError as exc:  # counted, not fatal: an overloaded proxy is a result too
+                    errors.append(f"{type(exc).__name__}: {exc}")
+                    continue
                 latencies.append(time.perf_counter() - started)
                 if response.status_code != 200:
                     errors.append(f"{response.status_code} {response.text[:200]}")
