@@ -91,11 +91,8 @@ def proxy_section(results: R) -> list[str]:
         "## 10. The LiteLLM proxy: CPU per request, throughput, storage batching",
         "",
         "Method (`bench/proxy.py`): the real proxy (`python -m litellm.proxy.proxy_cli --config config.yaml`, one process) per hook, all of them running at once, forwarding to the loopback fake OpenAI provider (its own process), with a Hindsight stand-in (`bench/_fake_hindsight.py`, its own process) that answers every recall at once with the same 12 recorded memories and acknowledges every retain. C clients send chat requests one after another (each client its own `user`, so its own bank, and its own conversation; or, in the second table, every client one team bank), 600 requests per hook and level, after a warm-up, in interleaved rounds (each hook once per round, so a change of the machine's load hits every hook alike). The proxy's CPU (user + system, `/proc`) is read before the load and after storage has drained, so storage's work is in it. The baseline hook injects the very block our memory renders from those memories, with none of the work of getting it: what remains over it is memory's own cost. `@before` rows are the hooks of commit 77caa33 (before this work), run in the same rounds from that checkout's venv."
-        + (
-            f" Measured {machine.get('time', '')} on the shared 2-core machine."
-            if machine.get("time")
-            else ""
-        ),
+        + (f" Measured {machine['time']} on the shared 2-core machine." if machine.get("time") else "")
+        + (f" {result['measured']}" if result.get("measured") else ""),
         "",
         "### Each client its own bank",
         "",
