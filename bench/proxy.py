@@ -32,7 +32,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,30 +42,12 @@ from typing import Any
 import httpx
 
 from bench._common import ROOT, FakeProvider, facts, machine, percentile, write_json
+from tests.helpers import PROXY_CONFIG, free_port
 
 HOOKS = ("baseline", "memory", "memory_no_storage", "storage_only")
 MODEL = "gpt-4o-mini"
 SYSTEM = "You are a helpful assistant for a small gardening shop. Answer briefly and politely."
-CONFIG = """\
-model_list:
-  - model_name: {model}
-    litellm_params:
-      model: openai/{model}
-      api_base: {api_base}
-      api_key: sk-provider
-litellm_settings:
-  callbacks: _proxy_hooks.{hook}
-general_settings:
-  master_key: sk-master
-"""
 _TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _descendants(pid: int) -> list[int]:
@@ -135,10 +116,12 @@ class Proxy:
         self, hook: str, api_base: str, hindsight_url: str, facts_file: Path, workers: int, python: str
     ) -> None:
         self.directory = Path(tempfile.mkdtemp(prefix=f"bench-proxy-{hook}-"))
-        config = CONFIG.format(model=MODEL, api_base=api_base, hook=hook.partition("@")[0])
+        config = PROXY_CONFIG.format(
+            model=MODEL, api_base=api_base, callbacks=f"_proxy_hooks.{hook.partition('@')[0]}"
+        )
         (self.directory / "config.yaml").write_text(config)
         shutil.copy(ROOT / "bench" / "_proxy_hooks.py", self.directory / "_proxy_hooks.py")
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "HINDSIGHT_API_KEY")}
         self.env.update(

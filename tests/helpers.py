@@ -16,12 +16,14 @@ from hindsight_core import AsyncHindsightClient, HindsightClient, NotFoundError
 from hindsight_core.storage import default_worker
 
 __all__ = [
+    "PROXY_CONFIG",
     "SETTLE_TIMEOUT",
     "async_recall_threads",
     "closed_port_url",
     "document_text",
     "documents",
     "flush_storage",
+    "free_port",
     "markers",
     "recall_texts",
     "retains_running",
@@ -121,14 +123,35 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "c
         time.sleep(0.2)
 
 
-def closed_port_url() -> str:
-    """A loopback URL nothing listens on (connection refused)."""
+def free_port() -> int:
+    """A loopback port nothing listens on now."""
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+        port: int = s.getsockname()[1]
+    return port
+
+
+def closed_port_url() -> str:
+    """A loopback URL nothing listens on (connection refused)."""
+    return f"http://127.0.0.1:{free_port()}"
+
+
+PROXY_CONFIG = """\
+model_list:
+  - model_name: {model}
+    litellm_params:
+      model: openai/{model}
+      api_base: {api_base}
+      api_key: sk-provider
+litellm_settings:
+  callbacks: {callbacks}
+general_settings:
+  master_key: sk-master
+"""
+"""A LiteLLM proxy ``config.yaml``: ``model`` served by the OpenAI-compatible ``api_base``, hooks
+``callbacks``."""
 
 
 def async_recall_threads(monkeypatch: pytest.MonkeyPatch) -> list[int]:

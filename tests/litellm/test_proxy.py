@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -35,7 +34,7 @@ from hindsight_core.debug import InjectionDebugInfo
 from hindsight_core.pipeline.render import MEMORY_OPEN
 from hindsight_core.storage import default_worker
 from hindsight_litellm.proxy import HindsightProxyHook, hindsight_proxy_hook
-from tests.helpers import document_text, flush_storage, seed_bank, wait_for
+from tests.helpers import PROXY_CONFIG, document_text, flush_storage, free_port, seed_bank, wait_for
 from tests.litellm.conftest import FACTS, openai_call
 from tests.providers import FakeOpenAI, assert_no_hindsight_keys, find_hindsight_keys
 
@@ -45,6 +44,7 @@ QUESTION = "What is my favourite colour?"
 REPLY = "Noted, I will keep that in mind for the palette."
 MEMORY = "favourite colour is teal"
 MODEL = "gpt-4o-mini"
+CALLBACKS = "hindsight_litellm.proxy.hindsight_proxy_hook"
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -438,27 +438,6 @@ async def test_the_proxy_dispatcher_runs_every_hook(
 # ----------------------------------------------------------------------------------- the real LiteLLM proxy
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-CONFIG = """\
-model_list:
-  - model_name: {model}
-    litellm_params:
-      model: openai/{model}
-      api_base: {api_base}
-      api_key: sk-provider
-litellm_settings:
-  callbacks: hindsight_litellm.proxy.hindsight_proxy_hook
-general_settings:
-  master_key: sk-master
-"""
-
-
 @contextlib.contextmanager
 def running_proxy(
     tmp_path: Path, api_base: str, env_extra: dict[str, str], *args: str, startup: float = 90.0
@@ -466,8 +445,8 @@ def running_proxy(
     """The real LiteLLM proxy (``python -m litellm.proxy.proxy_cli``, a subprocess) with the ready-made hook
     and ``config.yaml`` in ``tmp_path``, model -> ``api_base``; stopped by its PID afterwards."""
     config = tmp_path / "config.yaml"
-    config.write_text(CONFIG.format(model=MODEL, api_base=api_base))
-    port = _free_port()
+    config.write_text(PROXY_CONFIG.format(model=MODEL, api_base=api_base, callbacks=CALLBACKS))
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "HINDSIGHT_API_KEY")}
     env.update(
         {
