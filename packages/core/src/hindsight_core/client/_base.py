@@ -199,7 +199,7 @@ class BaseClient(Requests):
             phase = "connecting" if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)) else "waiting"
             return APITimeoutError(
                 f"Hindsight {op.name} timed out {phase} ({type(exc).__name__}) at {url}{tries}; "
-                f"the {op.name} time budget is {op.budget:g} s",
+                f"the {op.name} time budget is {op.budget:.3g} s",
                 operation=op.name,
                 url=url,
                 attempts=attempts,
