@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -556,3 +557,23 @@ def test_claims_keep_a_live_owner_s_files_and_hand_over_a_stopped_one_s(tmp_path
     assert adopt(mine) == []
     assert owner_of(tmp_path / "x.json") is None
     assert stem_of(tmp_path / f"abc.{mine.owner}.json") == "abc"
+
+
+def test_one_claim_per_process_even_when_threads_ask_at_once(tmp_path: Path) -> None:
+    """The worker thread and another thread (``outbox_dir`` users, ``close()``) asking for the claim at the
+    same moment get the same one: two would each own files the other could not send or remove."""
+    outbox = Outbox(tmp_path)
+    start = threading.Barrier(8)
+    seen: list[str] = []
+
+    def ask() -> None:
+        start.wait()
+        seen.append(outbox.claim.owner)
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(seen)) == 1
+    assert len(list(tmp_path.glob(".owner-*.lock"))) == 1

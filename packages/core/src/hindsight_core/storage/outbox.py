@@ -25,6 +25,7 @@ import contextlib
 import json
 import logging
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -153,16 +154,20 @@ class Outbox:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._claim: Claim | None = None
+        self._claiming = threading.Lock()
 
     @property
     def claim(self) -> Claim:
-        """This process's claim on the directory (made on first use, and again in a forked child)."""
-        claim = self._claim
-        if claim is None or claim.pid != os.getpid():
-            if claim is not None:
-                claim.forget()
-            self._claim = claim = Claim(self.directory)
-        return claim
+        """This process's claim on the directory (made on first use, and again in a forked child).
+
+        One per process even when threads ask at once: two would each own files the other cannot send."""
+        with self._claiming:
+            claim = self._claim
+            if claim is None or claim.pid != os.getpid():
+                if claim is not None:
+                    claim.forget()
+                self._claim = claim = Claim(self.directory)
+            return claim
 
     def path(self, batch: Batch) -> Path:
         return self.directory / f"{batch.name}.{self.claim.owner}.json"
@@ -173,12 +178,14 @@ class Outbox:
 
     def release(self) -> None:
         """Give up the claim (the worker stopped): what is left may be taken over by another process."""
-        claim, self._claim = self._claim, None
+        with self._claiming:
+            claim, self._claim = self._claim, None
         if claim is not None and claim.pid == os.getpid():
             claim.release()
 
     def forget_after_fork(self) -> None:
         """In a forked child: the parent's claim stays the parent's."""
+        self._claiming = threading.Lock()  # it may have been held by another thread at the fork
         claim, self._claim = self._claim, None
         if claim is not None:
             claim.forget()
