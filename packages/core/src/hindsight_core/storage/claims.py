@@ -7,8 +7,9 @@ from the first write until the worker closes, and released by the kernel when th
 included. :func:`adopt` renames the files of every owner whose lock nobody holds (a dead or closed worker)
 and the files of no owner (written before outboxes were shared) to this process's name, under the
 directory-wide ``.adopt.lock``: two live processes never adopt the same file, and a file is sent by the
-process whose name it bears only. A forked child closes the claim it inherited (the parent keeps it) and
-makes its own.
+process whose name it bears only. Files named for an owner that has no lock file (a process that could
+not lock) are taken over only once none of them changed for ten minutes. A forked child closes the claim
+it inherited (the parent keeps it) and makes its own.
 
 On a filesystem without file locks (some network or FUSE mounts) a process still writes and sends only its
 own files, but adopts nothing: one WARNING says so. Local disks, NFSv4 and most cloud volumes have them.
@@ -21,6 +22,7 @@ import logging
 import os
 import secrets
 import socket
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -83,6 +85,7 @@ class Claim:
         path = directory / f"{_LOCK_PREFIX}{self.owner}.lock"
         temp = directory / f".claim-{self.owner}.tmp"
         try:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         except OSError as exc:
             self._no_locks(f"cannot create {temp.name}: {exc}")
@@ -152,6 +155,8 @@ def adopt(claim: Claim) -> list[Path]:
             if owner == claim.owner:
                 continue
             lock_path = locks.get(owner) if owner is not None else None
+            if owner is not None and lock_path is None and not _stale(files.get(owner, [])):
+                continue  # no lock (a process that could not lock): only files long untouched are taken
             fd = _open_quietly(lock_path)
             try:
                 if fd is not None and not _try_lock(fd):
@@ -172,6 +177,18 @@ def adopt(claim: Claim) -> list[Path]:
     finally:
         os.close(root_fd)
     return sorted(moved)
+
+
+_UNLOCKED_GRACE = 600.0
+"""Seconds after which the files of an owner without a lock file are taken over."""
+
+
+def _stale(paths: list[Path]) -> bool:
+    now = time.time()
+    try:
+        return all(now - path.stat().st_mtime > _UNLOCKED_GRACE for path in paths)
+    except OSError:
+        return False
 
 
 def _open_quietly(path: Path | None) -> int | None:
