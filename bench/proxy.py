@@ -1,9 +1,13 @@
 """The LiteLLM proxy with memory: the proxy process's CPU per request, throughput and latency, per hook.
 
-For each hook the real proxy (``litellm --config``, one process, or ``--num-workers``) is started with
-``callbacks: _proxy_hooks.<hook>``, forwarding to the loopback fake OpenAI provider (its own process), with a
-Hindsight stand-in that answers at once (``bench._fake_hindsight``: the same recorded recall of ``--facts``
-facts for every query, retains acknowledged and counted). The hooks (``bench/_proxy_hooks.py``):
+The real proxy (``litellm --config``, one process, or ``--num-workers``) is started with
+``callbacks: _proxy_hooks.switch``, which runs each request through the hook its ``bench_hook`` field
+names, so one process serves every hook and each is compared with the baseline of that same process
+(separate processes running the same code differ by a few ms of CPU per request); ``--processes each``
+starts one proxy per hook instead (``callbacks: _proxy_hooks.<hook>``). The proxy forwards to the loopback
+fake OpenAI provider (its own process), with a Hindsight stand-in that answers at once
+(``bench._fake_hindsight``: the same recorded recall of ``--facts`` facts for every query, retains
+acknowledged and counted). The hooks (``bench/_proxy_hooks.py``):
 
 - ``baseline``: injects the very block our memory renders from those facts, with none of the work;
 - ``memory``: the ready-made ``hindsight_proxy_hook`` (inject and store);
@@ -18,8 +22,9 @@ time (user + system, from ``/proc``, children included) is read before the load 
 drained (every stored turn acknowledged by the stand-in), so storage's cost is in the figure. Reported:
 CPU ms per request, requests per second, p50/p99 latency as the clients saw it, and retain requests per
 stored turn. ``--banks shared`` sends every client's turns to one bank (a team bank): how far the storage
-worker's batching goes when many turns arrive for one bank. ``--before PYTHON`` runs the memory hooks of
-another checkout (its venv's interpreter) in the same interleaved rounds, for before/after figures.
+worker's batching goes when many turns arrive for one bank. ``--before PYTHON`` runs the hooks of another
+checkout (its venv's interpreter, its own proxy process) in the same interleaved rounds, for before/after
+figures.
 
 Run: ``uv run python -m bench.proxy [--levels 10,50] [--requests 600] [--hooks baseline,memory,...]``.
 """
@@ -184,8 +189,11 @@ class Proxy:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-async def load(url: str, clients: int, total: int, *, run: str, shared_bank: bool) -> dict[str, Any]:
-    """``clients`` concurrent clients send ``total`` requests in all; latencies and wall time."""
+async def load(
+    url: str, clients: int, total: int, *, run: str, shared_bank: bool, hook: str | None = None
+) -> dict[str, Any]:
+    """``clients`` concurrent clients send ``total`` requests in all; latencies and wall time. ``hook``
+    names the hook a ``switch`` proxy runs the requests through."""
     latencies: list[float] = []
     errors: list[str] = []
     left = iter(range(total))
@@ -205,6 +213,8 @@ async def load(url: str, clients: int, total: int, *, run: str, shared_bank: boo
                 }
                 if shared_bank:
                     body["hindsight_bank_id"] = f"bench-{run}-team"
+                if hook is not None:
+                    body["bench_hook"] = hook
                 started = time.perf_counter()
                 try:
                     response = await http.post(
@@ -234,7 +244,12 @@ def _drain(hindsight: FakeHindsight, expected: int, timeout: float = 30.0) -> di
 
 
 def _rounds(
-    proxies: dict[str, Proxy], hindsight: FakeHindsight, clients: int, total: int, rounds: int, shared: bool
+    proxies: dict[str, tuple[Proxy, str | None]],
+    hindsight: FakeHindsight,
+    clients: int,
+    total: int,
+    rounds: int,
+    shared: bool,
 ) -> list[dict[str, Any]]:
     """``total`` requests per hook at ``clients`` concurrent clients, in ``rounds`` interleaved rounds (hook
     A, B, C, then A, B, C again...), so that a change in the machine's load hits every hook alike."""
@@ -243,12 +258,12 @@ def _rounds(
         h: {"cpu": 0.0, "wall": 0.0, "lat": [], "errors": [], "stats": {}} for h in proxies
     }
     tag = time.monotonic_ns()
-    for hook, proxy in proxies.items():  # warm-up: connections, caches, the first lookups
-        asyncio.run(
-            load(proxy.url, clients, 5 * clients, run=f"warm-{hook}-{clients}-{tag}", shared_bank=shared)
-        )
+    for hook, (proxy, mode) in proxies.items():  # warm-up: connections, caches, the first lookups
+        warm = f"warm-{hook}-{clients}-{tag}"
+        asyncio.run(load(proxy.url, clients, 5 * clients, run=warm, shared_bank=shared, hook=mode))
+    _drain(hindsight, 10 * clients * len(proxies), timeout=5.0)  # the warm-ups' turns, before any round
     for number in range(rounds):
-        for hook, proxy in proxies.items():
+        for hook, (proxy, mode) in proxies.items():
             assert proxy.process is not None
             stores = hook.partition("@")[0] in ("memory", "storage_only")
             if stores:
@@ -256,7 +271,7 @@ def _rounds(
             hindsight.reset()
             run = f"{hook}-{clients}-{tag}-{number}"
             cpu_before = cpu_seconds(proxy.process.pid)
-            result = asyncio.run(load(proxy.url, clients, per_round, run=run, shared_bank=shared))
+            result = asyncio.run(load(proxy.url, clients, per_round, run=run, shared_bank=shared, hook=mode))
             stats = _drain(hindsight, per_round) if stores else hindsight.stats()
             entry = acc[hook]
             entry["cpu"] += cpu_seconds(proxy.process.pid) - cpu_before
@@ -295,15 +310,20 @@ def _print(rows: list[dict[str, Any]]) -> None:
         _print_mode([r for r in rows if r.get("banks", "own") == banks])
 
 
+def _checkout(row: dict[str, Any]) -> str:
+    return str(row["hook"]).partition("@")[2]
+
+
 def _print_mode(rows: list[dict[str, Any]]) -> None:
     print(
         f"{'hook':<18} {'C':>3} {'CPU ms/req':>10} {'+ over base':>11} {'req/s':>7} {'ratio':>6} "
         f"{'p50 ms':>7} {'p99 ms':>7} {'retains/turn':>12}"
     )
-    base = {r["clients"]: r for r in rows if r["hook"] == "baseline"}
-    rows = sorted(rows, key=lambda r: (r["clients"], r["hook"] != "baseline", r["hook"]))
+    base = {(r["clients"], _checkout(r)): r for r in rows if r["hook"].partition("@")[0] == "baseline"}
+    base.update({(r["clients"], "*"): r for r in rows if r["hook"] == "baseline"})
+    rows = sorted(rows, key=lambda r: (r["clients"], _checkout(r), r["hook"].partition("@")[0] != "baseline"))
     for row in rows:
-        ref = base.get(row["clients"])
+        ref = base.get((row["clients"], _checkout(row))) or base.get((row["clients"], "*"))
         extra = f"{row['cpu_ms_per_request'] - ref['cpu_ms_per_request']:+.2f}" if ref else "-"
         ratio = f"{row['requests_per_s'] / ref['requests_per_s']:.2f}" if ref else "-"
         per_turn = row.get("retain_requests_per_turn", "-")
@@ -336,6 +356,13 @@ def main() -> None:
         metavar="PYTHON",
         help="also run the memory hooks with this interpreter (another checkout's venv), as memory@before",
     )
+    parser.add_argument(
+        "--processes",
+        choices=("one", "each"),
+        default="one",
+        help="one proxy process serving every hook (the default: no difference between processes), "
+        "or one process per hook",
+    )
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
@@ -352,15 +379,19 @@ def main() -> None:
         facts_file.write_text(json.dumps(facts(args.facts)))
         provider = stack.enter_context(FakeProvider(reply="Plant a hardy shrub rose in a sunny spot."))
         hindsight = stack.enter_context(FakeHindsight(facts_file))
-        pythons = {hook: sys.executable for hook in hooks}
-        if args.before:
-            pythons.update({f"{h}@before": args.before for h in hooks if h != "baseline"})
-        proxies = {
-            hook: stack.enter_context(
-                Proxy(hook, provider.base_url, hindsight.url, facts_file, args.workers, python)
-            )
-            for hook, python in pythons.items()
-        }
+        checkouts = {"": sys.executable, **({"@before": args.before} if args.before else {})}
+        proxies: dict[str, tuple[Proxy, str | None]] = {}
+        for suffix, python in checkouts.items():
+            names = [h for h in hooks if suffix == "" or h != "baseline" or args.processes == "one"]
+            if args.processes == "one":  # one process per checkout serves every hook: no process bias
+                proxy = stack.enter_context(
+                    Proxy("switch", provider.base_url, hindsight.url, facts_file, args.workers, python)
+                )
+                proxies.update({f"{h}{suffix}": (proxy, h) for h in names})
+            else:
+                for h in names:
+                    proxy = Proxy(h, provider.base_url, hindsight.url, facts_file, args.workers, python)
+                    proxies[f"{h}{suffix}"] = (stack.enter_context(proxy), None)
         for banks in modes:
             for clients in levels:
                 shared = banks == "shared"

@@ -252,6 +252,8 @@ def main() -> None:
                     python,
                     "-m",
                     "bench.proxy",
+                    "--processes",  # section 10's first tables; its same-process table is a run of its own
+                    "each",
                     "--banks",
                     "own,shared",
                     "--requests",

@@ -138,6 +138,46 @@ def test_both_transports_read_the_answer(server: _Server, mode: str) -> None:
     assert all(auth == "Bearer sk-transport-test" for _, _, auth in server.requests)
 
 
+def test_own_transports_are_called_directly_and_not_after_close(
+    server: _Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request we built goes straight to our transport (httpx's client machinery has nothing to add to
+    it: no auth, cookies, redirects or hooks), each bank's URL is parsed once, and a closed client refuses
+    to send instead of opening new connections."""
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("httpx.Client.send was called")
+
+    monkeypatch.setattr(httpx.Client, "send", refuse)
+    monkeypatch.setattr(httpx.AsyncClient, "send", refuse)
+    client = _sync(server.url)
+    for bank in ("bees", "bees", "wasps"):
+        client.recall(bank, "what do I keep?")
+    assert [path for path, _, _ in server.requests] == [
+        "/v1/default/banks/bees/memories/recall",
+        "/v1/default/banks/bees/memories/recall",
+        "/v1/default/banks/wasps/memories/recall",
+    ]
+    assert len(client._urls) == 2
+    client.close()
+    with pytest.raises(AssertionError, match="send was called"):  # the closed client goes through httpx
+        client.recall("bees", "q")
+
+    async def run() -> None:
+        aclient = _async(server.url)
+        assert (await aclient.recall("bees", "q")).results[0].text == "The user keeps bees."
+        await aclient.aclose()
+        with pytest.raises(AssertionError, match="send was called"):
+            await aclient.recall("bees", "q")
+
+    asyncio.run(run())
+    monkeypatch.undo()
+    closed = HindsightClient(server.url)
+    closed.close()
+    with pytest.raises(RuntimeError, match="closed"):  # httpx's own answer for a closed client
+        closed.recall("bees", "q")
+
+
 def test_connections_are_kept_alive_and_stale_ones_noticed(server: _Server) -> None:
     with _sync(server.url) as client:
         for _ in range(3):

@@ -98,6 +98,22 @@ class Bank:
         self.settle()
         return [text for text in self.world(needle) if needle in text]
 
+    def exchanges(self, needle: str) -> list[str]:
+        """After :meth:`settle`: the stored exchanges (``user: ...`` up to the next ``user: ...``)
+        containing ``needle``. Turns of one conversation that reach the storage worker together are stored
+        as one item, so one chunk may hold several exchanges: this counts each exchange, wherever it is."""
+        found: list[str] = []
+        for text in self.stored(needle):
+            current: list[str] = []
+            for line in text.split("\n"):
+                if line.startswith("user: ") and current:
+                    found.append("\n".join(current))
+                    current = []
+                current.append(line)
+            if current:
+                found.append("\n".join(current))
+        return [exchange for exchange in found if needle in exchange]
+
 
 @pytest.fixture
 def make_bank(hindsight_server: str) -> Iterator[Callable[[], Bank]]:

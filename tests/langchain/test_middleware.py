@@ -200,7 +200,7 @@ def test_thread_runs_recall_each_run_and_store_each_exchange_once(bank: Bank, in
         result["messages"][-1].response_metadata["hindsight"]["query"]
         == f"Where does the user live, again? {tag}"
     )
-    assert sorted(bank.stored(tag)) == [
+    assert sorted(bank.exchanges(tag)) == [
         f"user: Hello, where do I live? {tag}\nassistant: First answer ({tag}).",
         f"user: Where does the user live, again? {tag}\nassistant: Second ({tag}).",
     ]

@@ -124,7 +124,7 @@ def test_follow_up_turn_stores_only_the_new_exchange(bank: Bank, inputs: ModelIn
     chain.invoke(history, cfg)
 
     # Each turn stored once, appended to the session's document; the first turn is not sent again.
-    assert sorted(bank.stored(tag)) == [
+    assert sorted(bank.exchanges(tag)) == [
         f"user: Hi, I am Ana. {tag}\nassistant: Hello Ana ({tag}).",
         f"user: What is my name? {tag}\nassistant: Your name is Ana ({tag}).",
     ]
@@ -386,7 +386,7 @@ def test_inside_a_prompt_model_chain(bank: Bank, inputs: ModelInputs) -> None:
 
     assert_saw_memory(inputs, calls=2)
     assert all(call[0].text.startswith("You are a poet.") for call in inputs.calls)
-    assert sorted(bank.stored(tag)) == [
+    assert sorted(bank.exchanges(tag)) == [
         f"user: My colour, streamed? {tag}\nassistant: Teal {tag}",
         f"user: My colour? {tag}\nassistant: Teal {tag}",
     ]
@@ -459,7 +459,7 @@ def test_dict_output_with_output_messages_key(bank: Bank, inputs: ModelInputs) -
     assert "".join(c["answer"].text for c in chunks if "answer" in c) == f"Teal is it {tag}"
 
     assert_saw_memory(inputs, calls=2)
-    assert sorted(bank.stored(tag)) == [
+    assert sorted(bank.exchanges(tag)) == [
         f"user: My colour, streamed? {tag}\nassistant: Teal is it {tag}",
         f"user: My colour? {tag}\nassistant: Teal is it {tag}",
     ]

@@ -35,13 +35,14 @@ _ASYNC_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=100
 T = TypeVar("T")
 
 
-def _new_http_client() -> httpx.AsyncClient:
+def _new_http_client() -> tuple[httpx.AsyncClient, AiohttpTransport | None]:
     if aiohttp_usable():  # the same requests with a quarter of the CPU (see ._aiohttp)
         transport = AiohttpTransport(
             ssl_context=shared_ssl_context(), limit=_ASYNC_LIMITS.max_connections or 1000
         )
-        return httpx.AsyncClient(follow_redirects=False, transport=transport)
-    return httpx.AsyncClient(follow_redirects=False, verify=shared_ssl_context(), limits=_ASYNC_LIMITS)
+        return httpx.AsyncClient(follow_redirects=False, transport=transport), transport
+    client = httpx.AsyncClient(follow_redirects=False, verify=shared_ssl_context(), limits=_ASYNC_LIMITS)
+    return client, None
 
 
 class AsyncHindsightClient(BaseClient):
@@ -68,7 +69,13 @@ class AsyncHindsightClient(BaseClient):
         self._owns_http = http_client is None
         # Async apps run many recalls at once: httpx's default pool (100 connections) makes requests beyond
         # that queue inside httpx, which rescans the queue on every completion and stalls the event loop.
-        self._http = http_client if http_client is not None else _new_http_client()
+        self._direct: AiohttpTransport | None = None
+        """Our own transport, called without ``httpx.AsyncClient.send`` (no auth, cookies, redirects or
+        hooks to apply to a request we built): until :meth:`aclose`."""
+        if http_client is None:
+            self._http, self._direct = _new_http_client()
+        else:
+            self._http = http_client
 
     async def _run(self, op: Operation[T]) -> T:
         plan = self._plan(op)
@@ -77,8 +84,12 @@ class AsyncHindsightClient(BaseClient):
             while True:
                 step = plan.send(outcome)
                 if isinstance(step, Send):
+                    direct = self._direct
                     try:
-                        outcome = await self._http.send(step.request)
+                        if direct is not None:
+                            outcome = await direct.handle_async_request(step.request)
+                        else:
+                            outcome = await self._http.send(step.request)
                     except httpx.HTTPError as exc:
                         outcome = exc
                 else:
@@ -92,6 +103,7 @@ class AsyncHindsightClient(BaseClient):
 
     async def aclose(self) -> None:
         """Close pooled connections (only those of an ``httpx.AsyncClient`` this object created)."""
+        self._direct = None
         if self._owns_http:
             await self._http.aclose()
 

@@ -33,12 +33,11 @@ __all__ = ["HindsightClient"]
 T = TypeVar("T")
 
 
-def _new_http_client() -> httpx.Client:
+def _new_http_client() -> tuple[httpx.Client, StdlibTransport | None]:
     if own_transports_allowed():  # the same requests with a quarter of the CPU (see ._stdlib)
-        return httpx.Client(
-            follow_redirects=False, transport=StdlibTransport(ssl_context=shared_ssl_context())
-        )
-    return httpx.Client(follow_redirects=False, verify=shared_ssl_context())
+        transport = StdlibTransport(ssl_context=shared_ssl_context())
+        return httpx.Client(follow_redirects=False, transport=transport), transport
+    return httpx.Client(follow_redirects=False, verify=shared_ssl_context()), None
 
 
 class HindsightClient(BaseClient):
@@ -63,7 +62,13 @@ class HindsightClient(BaseClient):
     ) -> None:
         super().__init__(base_url, api_key, timeouts, retry, headers)
         self._owns_http = http_client is None
-        self._http = http_client if http_client is not None else _new_http_client()
+        self._direct: StdlibTransport | None = None
+        """Our own transport, called without ``httpx.Client.send`` (no auth, cookies, redirects or hooks to
+        apply to a request we built): until :meth:`close`."""
+        if http_client is None:
+            self._http, self._direct = _new_http_client()
+        else:
+            self._http = http_client
 
     def _run(self, op: Operation[T]) -> T:
         plan = self._plan(op)
@@ -72,8 +77,12 @@ class HindsightClient(BaseClient):
             while True:
                 step = plan.send(outcome)
                 if isinstance(step, Send):
+                    direct = self._direct
                     try:
-                        outcome = self._http.send(step.request)
+                        if direct is not None:
+                            outcome = direct.handle_request(step.request)
+                        else:
+                            outcome = self._http.send(step.request)
                     except httpx.HTTPError as exc:
                         outcome = exc
                 else:
@@ -87,6 +96,7 @@ class HindsightClient(BaseClient):
 
     def close(self) -> None:
         """Close pooled connections (only those of an ``httpx.Client`` this object created)."""
+        self._direct = None
         if self._owns_http:
             self._http.close()
 
