@@ -108,14 +108,20 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, b'{"detail": "not found"}')
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # The default listen backlog (5) overflows when 50 clients' recalls and retains open connections at
+    # once: refused SYNs are retried after 1 s, 3 s..., which showed as multi-second stalls of the hook.
+    request_queue_size = 1024
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--facts-file", required=True, help="a JSON list of the facts every recall returns")
     args = parser.parse_args()
     with open(args.facts_file, encoding="utf-8") as file:
         _Handler.recall_body = recall_answer(json.load(file))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.daemon_threads = True
+    server = _Server(("127.0.0.1", 0), _Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     print(f"http://127.0.0.1:{server.server_address[1]}", flush=True)
