@@ -97,16 +97,9 @@ class SwitchHook(CustomLogger):
             yield chunk
 
     async def async_post_call_failure_hook(
-        self,
-        request_data: dict[str, Any],
-        original_exception: Exception,
-        user_api_key_dict: Any,
-        traceback_str: Any = None,
+        self, request_data: dict[str, Any], *args: Any, **kwargs: Any
     ) -> None:
-        hook = self._hook(request_data, done=True)
-        await hook.async_post_call_failure_hook(
-            request_data, original_exception, user_api_key_dict, traceback_str
-        )
+        await self._hook(request_data, done=True).async_post_call_failure_hook(request_data, *args, **kwargs)
 
 
 switch = SwitchHook(

@@ -50,6 +50,7 @@ from bench._common import ROOT, FakeProvider, facts, machine, percentile, write_
 from tests.helpers import PROXY_CONFIG, free_port
 
 HOOKS = ("baseline", "memory", "memory_no_storage", "storage_only")
+_STORING = frozenset({"memory", "storage_only"})
 MODEL = "gpt-4o-mini"
 SYSTEM = "You are a helpful assistant for a small gardening shop. Answer briefly and politely."
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -258,14 +259,16 @@ def _rounds(
         h: {"cpu": 0.0, "wall": 0.0, "lat": [], "errors": [], "stats": {}} for h in proxies
     }
     tag = time.monotonic_ns()
+    hindsight.reset()
     for hook, (proxy, mode) in proxies.items():  # warm-up: connections, caches, the first lookups
         warm = f"warm-{hook}-{clients}-{tag}"
         asyncio.run(load(proxy.url, clients, 5 * clients, run=warm, shared_bank=shared, hook=mode))
-    _drain(hindsight, 10 * clients * len(proxies), timeout=5.0)  # the warm-ups' turns, before any round
+    storing = sum(hook.partition("@")[0] in _STORING for hook in proxies)
+    _drain(hindsight, 5 * clients * storing, timeout=10.0)  # the warm-ups' turns, before any round
     for number in range(rounds):
         for hook, (proxy, mode) in proxies.items():
             assert proxy.process is not None
-            stores = hook.partition("@")[0] in ("memory", "storage_only")
+            stores = hook.partition("@")[0] in _STORING
             if stores:
                 _drain(hindsight, hindsight.stats()["retained_turns"])
             hindsight.reset()
@@ -354,7 +357,7 @@ def main() -> None:
         "--before",
         default=None,
         metavar="PYTHON",
-        help="also run the memory hooks with this interpreter (another checkout's venv), as memory@before",
+        help="also run the hooks with this interpreter (another checkout's venv), as <hook>@before",
     )
     parser.add_argument(
         "--processes",

@@ -23,6 +23,14 @@ def _label(hook: str, before: str = "77caa33") -> str:
     return f"{text}, before (commit {before})" if version == "before" else text
 
 
+def _line(label: str, clients: int, row: R, base: R | None, *, digits: int) -> str:
+    """One table row: ``row``'s figures and, with a ``base``, what it adds over it."""
+    extra = f"{row['cpu_ms_per_request'] - base['cpu_ms_per_request']:+.{digits}f}" if base else "-"
+    ratio = f"{row['requests_per_s'] / base['requests_per_s']:.2f}" if base else "-"
+    per_turn = row.get("retain_requests_per_turn")
+    return f"| {label} | {clients} | {row['cpu_ms_per_request']:.{digits}f} | {extra} | {row['requests_per_s']:.1f} | {ratio} | {row['p50_ms']:.0f} | {row['p99_ms']:.0f} | {per_turn if per_turn is not None else '-'} |"
+
+
 def _same_process_table(rows: list[R], before: str) -> list[str]:
     """Rows of one proxy process per checkout: each hook compared with the baseline of its own process."""
     out = [
@@ -32,13 +40,8 @@ def _same_process_table(rows: list[R], before: str) -> list[str]:
     for clients in sorted({r["clients"] for r in rows}):
         group = {r["hook"]: r for r in rows if r["clients"] == clients}
         for hook in sorted(group, key=lambda h: (h.endswith("@before"), not h.startswith("baseline"), h)):
-            row, base = group[hook], group.get("baseline@before" if hook.endswith("@before") else "baseline")
-            extra = f"{row['cpu_ms_per_request'] - base['cpu_ms_per_request']:+.2f}" if base else "-"
-            ratio = f"{row['requests_per_s'] / base['requests_per_s']:.2f}" if base else "-"
-            per_turn = row.get("retain_requests_per_turn")
-            out.append(
-                f"| {_label(hook, before)} | {clients} | {row['cpu_ms_per_request']:.2f} | {extra} | {row['requests_per_s']:.1f} | {ratio} | {row['p50_ms']:.0f} | {row['p99_ms']:.0f} | {per_turn if per_turn is not None else '-'} |"
-            )
+            base = group.get("baseline@before" if hook.endswith("@before") else "baseline")
+            out.append(_line(_label(hook, before), clients, group[hook], base, digits=2))
     return [*out, ""]
 
 
@@ -75,13 +78,7 @@ def _table(rows: list[R], banks: str) -> list[str]:
         base = group.get("baseline")
         order = sorted(group, key=lambda h: (h != "baseline", h.endswith("@before"), h))
         for hook in order:
-            row = group[hook]
-            extra = f"{row['cpu_ms_per_request'] - base['cpu_ms_per_request']:+.1f}" if base else "-"
-            ratio = f"{row['requests_per_s'] / base['requests_per_s']:.2f}" if base else "-"
-            per_turn = row.get("retain_requests_per_turn")
-            out.append(
-                f"| {_label(hook)} | {clients} | {row['cpu_ms_per_request']:.1f} | {extra} | {row['requests_per_s']:.1f} | {ratio} | {row['p50_ms']:.0f} | {row['p99_ms']:.0f} | {per_turn if per_turn is not None else '-'} |"
-            )
+            out.append(_line(_label(hook), clients, group[hook], base, digits=1))
     return [*out, ""]
 
 

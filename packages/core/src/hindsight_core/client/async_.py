@@ -67,12 +67,13 @@ class AsyncHindsightClient(BaseClient):
     ) -> None:
         super().__init__(base_url, api_key, timeouts, retry, headers)
         self._owns_http = http_client is None
-        # Async apps run many recalls at once: httpx's default pool (100 connections) makes requests beyond
-        # that queue inside httpx, which rescans the queue on every completion and stalls the event loop.
         self._direct: AiohttpTransport | None = None
         """Our own transport, called without ``httpx.AsyncClient.send`` (no auth, cookies, redirects or
         hooks to apply to a request we built): until :meth:`aclose`."""
         if http_client is None:
+            # Async apps run many recalls at once: httpx's default pool (100 connections) makes requests
+            # beyond that queue inside httpx, which rescans the queue on every completion and stalls the
+            # event loop; ours allows 1000 (see _new_http_client).
             self._http, self._direct = _new_http_client()
         else:
             self._http = http_client
